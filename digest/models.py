@@ -1,0 +1,122 @@
+"""Papers and the record of every ingest run that produced them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import models
+from django.db.models import Q
+
+
+class Paper(models.Model):
+    """One paper, stored once however many dumps and sources mention it.
+
+    ``key`` is ``arxiv:<id>`` when the arXiv id is known, else ``title:<normalized title>``;
+    a later source that knows the id enriches the row (and its key) instead of duplicating it.
+    """
+
+    key = models.CharField(max_length=255, unique=True)
+    arxiv_id = models.CharField(max_length=64, null=True, blank=True)
+    title = models.TextField()
+    title_key = models.CharField(max_length=255, db_index=True)
+    abstract = models.TextField()
+    authors = models.JSONField(default=list, blank=True)
+    author_count = models.PositiveIntegerField(null=True, blank=True)
+    published_on = models.DateField(null=True, blank=True)
+    listing_date = models.DateField(null=True, blank=True, db_index=True)
+    url_page = models.URLField("paper page", max_length=500, blank=True)
+    url_abs = models.URLField("arXiv abstract", max_length=500, blank=True)
+    url_pdf = models.URLField("PDF", max_length=500, blank=True)
+    url_code = models.URLField("code repository", max_length=500, blank=True)
+    url_project = models.URLField("project page", max_length=500, blank=True)
+    upvotes = models.PositiveIntegerField(null=True, blank=True)
+    signals = models.JSONField(default=dict, blank=True)
+    sources = models.JSONField(default=list, blank=True)
+    first_seen = models.DateTimeField(db_index=True)
+    last_seen = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-listing_date", "-upvotes", "title"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["arxiv_id"], condition=Q(arxiv_id__isnull=False), name="paper_arxiv_id_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.title[:120]
+
+
+class IngestRun(models.Model):
+    """One attempt to ingest one dump (a file or a fetched URL)."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "running"
+        SUCCESS = "success", "success"
+        PARTIAL = "partial", "partial (some entries rejected)"
+        FAILED = "failed", "failed"
+        DUPLICATE = "duplicate", "duplicate (same content seen before)"
+        NOT_MODIFIED = "not_modified", "not modified (HTTP 304)"
+        DRY_RUN = "dry_run", "dry run"
+
+    source = models.CharField(max_length=50, help_text="inbox, cli, admin, fetch ...")
+    format = models.CharField(max_length=20, blank=True)
+    location = models.CharField(max_length=1000, help_text="file path or URL")
+    checksum = models.CharField(max_length=64, blank=True, db_index=True)
+    size_bytes = models.BigIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.RUNNING)
+    error = models.TextField(blank=True, help_text="why the dump as a whole failed")
+    notes = models.JSONField(default=list, blank=True)
+    n_new = models.PositiveIntegerField("new", default=0)
+    n_updated = models.PositiveIntegerField("updated", default=0)
+    n_unchanged = models.PositiveIntegerField("unchanged", default=0)
+    n_rejected = models.PositiveIntegerField("rejected", default=0)
+    started_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.location} ({self.status})"
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+    @property
+    def n_total(self) -> int:
+        return self.n_new + self.n_updated + self.n_unchanged + self.n_rejected
+
+
+class RejectedEntry(models.Model):
+    """An entry of a dump that was not stored, with the reason."""
+
+    run = models.ForeignKey(IngestRun, on_delete=models.CASCADE, related_name="rejected")
+    position = models.PositiveIntegerField(help_text="1-based position of the entry in the dump")
+    reason = models.CharField(max_length=500)
+    excerpt = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["run", "position"]
+        verbose_name_plural = "rejected entries"
+
+    def __str__(self) -> str:
+        return f"#{self.position}: {self.reason}"
+
+
+class SourceState(models.Model):
+    """What we know of a fetched source URL, for conditional requests and operator insight."""
+
+    url = models.URLField(max_length=1000, unique=True)
+    etag = models.CharField(max_length=500, blank=True)
+    last_modified = models.CharField(max_length=100, blank=True)
+    last_fetched_at = models.DateTimeField(null=True, blank=True)
+    last_status = models.CharField(max_length=200, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return self.url

@@ -1,0 +1,24 @@
+"""Beat's schedule, built from settings: the one source of truth for periodic jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+
+def beat_schedule() -> dict[str, dict[str, Any]]:
+    schedule: dict[str, dict[str, Any]] = {
+        "scan-inbox": {
+            "task": "digest.tasks.scan_inbox",
+            "schedule": float(settings.INBOX_SCAN_SECONDS),
+            "options": {"expires": float(settings.INBOX_SCAN_SECONDS)},
+        },
+    }
+    if settings.SOURCE_URLS:
+        schedule["fetch-sources"] = {
+            "task": "digest.tasks.fetch_sources",
+            "schedule": 60.0 * settings.SOURCE_FETCH_MINUTES,
+            "options": {"expires": 60.0 * settings.SOURCE_FETCH_MINUTES},
+        }
+    return schedule

@@ -1,0 +1,1 @@
+"""Subscribers and their consent live here (see the subscriptions issue)."""
