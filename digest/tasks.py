@@ -1,0 +1,61 @@
+"""Celery tasks: thin callers of the ingest modules. They take paths and URLs, never objects."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from celery import shared_task
+from django.conf import settings
+from django.db import DatabaseError
+
+from digest import inbox
+from digest.fetch import fetch_source
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(ignore_result=True)
+def scan_inbox() -> int:
+    """Claim the settled files in the inbox and queue one ingest task per file."""
+    inbox.release_stale_claims()
+    claimed = 0
+    for path in inbox.stable_files():
+        target = inbox.claim(path)
+        if target is not None:
+            ingest_inbox_file.delay(str(target))
+            claimed += 1
+    return claimed
+
+
+@shared_task(
+    bind=True,
+    ignore_result=True,
+    acks_late=True,
+    autoretry_for=(DatabaseError,),
+    retry_backoff=5,
+    retry_backoff_max=300,
+    retry_jitter=True,
+    max_retries=8,
+)
+def ingest_inbox_file(self: object, path: str) -> str:
+    """Ingest one claimed file. Safe to run twice: a finished file is no longer in processing/,
+    and content already ingested is recognized by its checksum."""
+    claimed = Path(path)
+    if not claimed.exists():
+        log.info("inbox file %s is gone (already handled)", path)
+        return "gone"
+    run = inbox.ingest_claimed(claimed)
+    return str(run.status)
+
+
+@shared_task(ignore_result=True)
+def fetch_sources() -> None:
+    for url in settings.SOURCE_URLS:
+        fetch_source_url.delay(url)
+
+
+@shared_task(ignore_result=True, acks_late=True)
+def fetch_source_url(url: str) -> str:
+    run = fetch_source(url)
+    return str(run.status)
