@@ -16,7 +16,8 @@ class Paper(models.Model):
     """
 
     key = models.CharField(max_length=255, unique=True)
-    arxiv_id = models.CharField(max_length=64, null=True, blank=True)
+    # NULL, not "", for "unknown": the unique constraint below must ignore unknown ids.
+    arxiv_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     title = models.TextField()
     title_key = models.CharField(max_length=255, db_index=True)
     abstract = models.TextField()
@@ -40,7 +41,9 @@ class Paper(models.Model):
         ordering = ["-listing_date", "-upvotes", "title"]
         constraints = [
             models.UniqueConstraint(
-                fields=["arxiv_id"], condition=Q(arxiv_id__isnull=False), name="paper_arxiv_id_unique"
+                fields=["arxiv_id"],
+                condition=Q(arxiv_id__isnull=False),
+                name="paper_arxiv_id_unique",
             )
         ]
 

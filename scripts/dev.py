@@ -24,8 +24,8 @@ PY = BIN / "python"
 
 
 def ensure_venv() -> None:
-    if sys.version_info < (3, 11):
-        sys.exit("Python 3.11 or newer is needed (this is %s)" % sys.version.split()[0])
+    if sys.version_info < (3, 11):  # noqa: UP036 (an older python3 may run this script)
+        sys.exit(f"Python 3.11 or newer is needed (this is {sys.version.split()[0]})")
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     stamp = VENV / ".installed"
     if stamp.exists() and stamp.read_text() == wanted and PY.exists():
@@ -50,12 +50,26 @@ def run(host: str = "127.0.0.1", port: str = "8000") -> None:
     manage("migrate", "--noinput", env=env)
     manage("ingest", "examples/", env=env)
     worker = subprocess.Popen(
-        [str(BIN / "celery"), "-A", "digest", "worker", "--beat", "--loglevel", "INFO",
-         "--concurrency", "2"], cwd=ROOT, env=env)
-    print(f"\n  Paper Digest is running at http://{host}:{port}/  (admin: /admin/)\n"
-          "  Create an admin login with: .venv/bin/python manage.py createsuperuser\n"
-          "  Drop dumps into var/inbox/; mail goes to var/outbox/. Ctrl-C stops everything.\n",
-          flush=True)
+        [
+            str(BIN / "celery"),
+            "-A",
+            "digest",
+            "worker",
+            "--beat",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            "2",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    print(
+        f"\n  Paper Digest is running at http://{host}:{port}/  (admin: /admin/)\n"
+        "  Create an admin login with: .venv/bin/python manage.py createsuperuser\n"
+        "  Drop dumps into var/inbox/; mail goes to var/outbox/. Ctrl-C stops everything.\n",
+        flush=True,
+    )
     try:
         manage("runserver", "--noreload", f"{host}:{port}", env=env)
     except KeyboardInterrupt:
