@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from pathlib import Path
 
 from celery import shared_task
@@ -11,6 +12,7 @@ from django.db import DatabaseError
 
 from digest import inbox
 from digest.fetch import fetch_source
+from digest.ingest.run import fail_interrupted_runs
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +21,7 @@ log = logging.getLogger(__name__)
 def scan_inbox() -> int:
     """Claim the settled files in the inbox and queue one ingest task per file."""
     inbox.release_stale_claims()
+    fail_interrupted_runs(timedelta(seconds=inbox.stale_claim_seconds()))
     claimed = 0
     for path in inbox.stable_files():
         target = inbox.claim(path)

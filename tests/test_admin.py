@@ -37,6 +37,7 @@ def test_paper_list_search_and_filters(staff: Client) -> None:
     page = staff.get("/admin/digest/paper/")
     assert page.status_code == 200
     body = page.content.decode()
+    assert "Paper Digest admin" in body
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body and "<script>alert(1)" not in body
     found = staff.get("/admin/digest/paper/", {"q": "quantization"}).content.decode()
     assert "Quantization Tricks" in found and "Mamba" not in found

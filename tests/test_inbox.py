@@ -131,3 +131,63 @@ def test_database_error_leaves_the_claim_for_a_retry(
     monkeypatch.undo()
     assert inbox.ingest_claimed(claimed).status == "success"
     assert Paper.objects.count() == 1
+
+
+def test_runs_left_running_by_a_killed_worker_are_marked_failed() -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from digest.ingest.run import fail_interrupted_runs
+
+    old = IngestRun.objects.create(source="inbox", location="a.json")
+    IngestRun.objects.filter(pk=old.pk).update(started_at=timezone.now() - timedelta(hours=3))
+    fresh = IngestRun.objects.create(source="inbox", location="b.json")
+    assert fail_interrupted_runs(timedelta(hours=1)) == 1
+    old.refresh_from_db()
+    fresh.refresh_from_db()
+    assert old.status == "failed" and "interrupted" in old.error and old.finished_at
+    assert fresh.status == "running"
+
+
+BAD_DUMPS = {
+    "empty.txt": (b"", "empty file"),
+    "junk.bin": (bytes(range(256)) * 64, "binary"),
+    "cut.json": (b'[{"paper": {"id": "24', "not valid JSON"),
+    "shape.json": (b'{"papers": 3}', "wrong shape"),
+    "xxe.xml": (
+        b'<?xml version="1.0"?><!DOCTYPE feed [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+        b'<feed xmlns="http://www.w3.org/2005/Atom"><entry><title>&x;</title></entry>'
+        b"</feed>",
+        "entit",
+    ),
+    "bomb.xml": (
+        b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaaaaaaaa">'
+        b'<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]><rss><channel><item>'
+        b"<title>&b;</title></item></channel></rss>",
+        "entit",
+    ),
+}
+
+
+def test_every_kind_of_bad_dump_fails_alone_and_the_scan_goes_on(
+    inbox_dir: Path, settings: Any
+) -> None:
+    from digest.celery import app
+
+    settings.INGEST_MAX_BYTES = 200_000
+    for name, (data, _) in BAD_DUMPS.items():
+        (inbox_dir / name).write_bytes(data)
+    (inbox_dir / "huge.json").write_bytes(b"[" + b" " * 300_000 + b"]")
+    (inbox_dir / "zz-good.json").write_bytes(hf_json([hf_item("2410.00001", "Good")]))
+    app.conf.task_always_eager = True
+    try:
+        assert scan_inbox() == len(BAD_DUMPS) + 2
+    finally:
+        app.conf.task_always_eager = False
+    failed = inbox_dir / "failed"
+    for name, (_, reason) in [*BAD_DUMPS.items(), ("huge.json", (b"", "size limit"))]:
+        assert (failed / name).exists(), name
+        assert reason.lower() in (failed / f"{name}.error.txt").read_text().lower(), name
+    assert (inbox_dir / "processed" / "zz-good.json").exists()
+    assert Paper.objects.count() == 1

@@ -12,7 +12,7 @@ import io
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -106,6 +106,19 @@ def _try_finish_failed(run: IngestRun, error: str) -> None:
         _finish(run)
     except DatabaseError:
         log.warning("could not record the failure of ingest run #%s", run.pk)
+
+
+def fail_interrupted_runs(older_than: timedelta) -> int:
+    """Mark as failed the runs still "running" long after any worker could be on them
+    (their worker was killed); the dump itself is retried through its inbox claim."""
+    now = timezone.now()
+    return IngestRun.objects.filter(
+        status=IngestRun.Status.RUNNING, started_at__lt=now - older_than
+    ).update(
+        status=IngestRun.Status.FAILED,
+        error="interrupted: the worker stopped before finishing this run",
+        finished_at=now,
+    )
 
 
 def _finish(run: IngestRun) -> None:
