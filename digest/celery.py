@@ -17,12 +17,16 @@ app.autodiscover_tasks()
 @app.on_configure.connect
 def _create_broker_folders(sender: Celery, **_: object) -> None:
     """kombu's filesystem transport (the embedded broker) expects its folders to exist."""
-    options = sender.conf.broker_transport_options or {}
-    if not str(sender.conf.broker_url or "").startswith("filesystem://"):
+    from django.conf import settings
+
+    # Read Django's settings, not sender.conf: touching the app's config while it is being
+    # configured would recurse.
+    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    if not settings.CELERY_BROKER_URL.startswith("filesystem://"):
         return
     for key in ("data_folder_in", "data_folder_out", "control_folder"):
         if options.get(key):
-            Path(options[key]).mkdir(parents=True, exist_ok=True)
+            Path(str(options[key])).mkdir(parents=True, exist_ok=True)
 
 
 @app.on_after_finalize.connect

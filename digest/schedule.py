@@ -15,6 +15,10 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
             "options": {"expires": float(settings.INBOX_SCAN_SECONDS)},
         },
     }
+    schedule["purge-stale-pending"] = {
+        "task": "subscriptions.tasks.purge_stale_pending",
+        "schedule": 3600.0 * settings.PURGE_PENDING_HOURS,
+    }
     if settings.SOURCE_URLS:
         schedule["fetch-sources"] = {
             "task": "digest.tasks.fetch_sources",

@@ -65,7 +65,7 @@ def run(host: str = "127.0.0.1", port: str = "8000") -> None:
         env=env,
     )
     print(
-        f"\n  Paper Digest is running at http://{host}:{port}/  (admin: /admin/)\n"
+        f"\n  Paper Digest is running at http://{host}:{port}/  (admin: /admin/, mail: /outbox/)\n"
         "  Create an admin login with: .venv/bin/python manage.py createsuperuser\n"
         "  Drop dumps into var/inbox/; mail goes to var/outbox/. Ctrl-C stops everything.\n",
         flush=True,

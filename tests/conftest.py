@@ -118,3 +118,35 @@ def seed_layout(papers: list[tuple[str, str]], header_date: str = "Mar 11") -> b
     for title, abstract in papers:
         lines += [title, "", abstract, ""]
     return "\n".join(lines).encode()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    """Rate-limit counters live in the cache; every test starts from zero."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def mailbox(settings: Any) -> list[Any]:
+    """Django's in-memory mail backend; the list of sent messages."""
+    from django.core import mail
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    mail.outbox = []
+    return mail.outbox
+
+
+@pytest.fixture
+def eager(settings: Any) -> Iterator[None]:
+    """Run Celery tasks inline, in the calling thread."""
+    from digest.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager = False
+    app.conf.task_eager_propagates = False

@@ -1,0 +1,230 @@
+"""What happens to a subscriber: signup, confirmation, preferences, pause, unsubscribe, delete.
+
+Views and tasks call these functions; the rules live here. The web request never looks an
+address up: ``process_signup`` and ``process_link_request`` run in a task, so the response
+(and its timing) is the same whether the address is new, pending, confirmed or unsubscribed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+
+from digest import emails
+from subscriptions import tokens
+from subscriptions.models import Subscriber
+
+log = logging.getLogger(__name__)
+
+PREFERENCE_FIELDS = ("interests", "frequency", "weekday", "delivery_hour", "timezone", "max_papers")
+
+
+def absolute(path: str) -> str:
+    return settings.SITE_URL.rstrip("/") + path
+
+
+def confirm_url(subscriber: Subscriber) -> str:
+    token = tokens.make_token(subscriber, tokens.CONFIRM)
+    return absolute(reverse("subscriptions:confirm", args=[token]))
+
+
+def manage_url(subscriber: Subscriber) -> str:
+    token = tokens.make_token(subscriber, tokens.MANAGE)
+    return absolute(reverse("subscriptions:manage", args=[token]))
+
+
+def unsubscribe_url(subscriber: Subscriber) -> str:
+    token = tokens.make_token(subscriber, tokens.UNSUBSCRIBE)
+    return absolute(reverse("subscriptions:unsubscribe", args=[token]))
+
+
+def find(email: str) -> Subscriber | None:
+    return Subscriber.objects.filter(email__iexact=email).first()
+
+
+def _claim_mail_slot(subscriber: Subscriber) -> bool:
+    """At most one confirmation-type mail per address per interval, decided atomically so two
+    concurrent signups cannot both mail (the form must not become a mail bomb)."""
+    now = timezone.now()
+    cutoff = now - timedelta(minutes=settings.CONFIRMATION_INTERVAL_MINUTES)
+    claimed = Subscriber.objects.filter(
+        Q(confirmation_sent_at__isnull=True) | Q(confirmation_sent_at__lt=cutoff),
+        pk=subscriber.pk,
+    ).update(confirmation_sent_at=now)
+    return claimed == 1
+
+
+@contextmanager
+def _slot_released_on_failure(subscriber: Subscriber) -> Iterator[None]:
+    """If the mail could not be handed over, give the slot back so the task's retry can send."""
+    try:
+        yield
+    except Exception:
+        Subscriber.objects.filter(pk=subscriber.pk).update(
+            confirmation_sent_at=subscriber.confirmation_sent_at
+        )
+        raise
+
+
+def process_signup(email: str, preferences: dict[str, Any], source: str = "web") -> str:
+    """Create or refresh a pending signup and mail its confirmation; returns what was done."""
+    prefs = {k: v for k, v in preferences.items() if k in PREFERENCE_FIELDS}
+    with transaction.atomic():
+        subscriber = find(email)
+        if subscriber is None:
+            subscriber = Subscriber.objects.create(email=email, source=source, **prefs)
+        elif subscriber.status in (Subscriber.Status.CONFIRMED, Subscriber.Status.PAUSED):
+            # Someone (perhaps not the owner) signed this address up again: do not change
+            # anything, just remind the owner where their settings are.
+            return _send_reminder(subscriber)
+        else:
+            # Pending or unsubscribed: this signup's choices win, and consent is asked again.
+            for name, value in prefs.items():
+                setattr(subscriber, name, value)
+            subscriber.status = Subscriber.Status.PENDING
+            subscriber.save()
+    return send_confirmation(subscriber)
+
+
+def send_confirmation(subscriber: Subscriber) -> str:
+    if subscriber.status != Subscriber.Status.PENDING:
+        return "not pending"
+    if not _claim_mail_slot(subscriber):
+        return "throttled"
+    with _slot_released_on_failure(subscriber):
+        emails.send(
+            subscriber.email,
+            "confirm",
+            {
+                "confirm_url": confirm_url(subscriber),
+                "valid_days": settings.PENDING_SIGNUP_DAYS,
+                "interests": subscriber.interests,
+            },
+        )
+    Subscriber.objects.filter(pk=subscriber.pk).update(
+        confirmations_sent=subscriber.confirmations_sent + 1
+    )
+    return "confirmation sent"
+
+
+def _send_reminder(subscriber: Subscriber) -> str:
+    if not _claim_mail_slot(subscriber):
+        return "throttled"
+    with _slot_released_on_failure(subscriber):
+        emails.send(
+            subscriber.email,
+            "manage_link",
+            {
+                "manage_url": manage_url(subscriber),
+                "unsubscribe_url": unsubscribe_url(subscriber),
+                "valid_days": settings.MANAGE_LINK_DAYS,
+                "status": subscriber.get_status_display(),
+            },
+            headers=emails.list_unsubscribe_headers(
+                unsubscribe_url(subscriber), settings.LIST_UNSUBSCRIBE_MAILTO
+            ),
+        )
+    return "manage link sent"
+
+
+def process_link_request(email: str) -> str:
+    """ "Send me my link": the manage link to a subscriber, a new confirmation to a pending
+    signup, nothing to an unknown address (and the page says the same in every case)."""
+    subscriber = find(email)
+    if subscriber is None:
+        return "unknown"
+    if subscriber.status == Subscriber.Status.PENDING:
+        return send_confirmation(subscriber)
+    return _send_reminder(subscriber)
+
+
+def confirm(subscriber: Subscriber) -> bool:
+    """Pending → confirmed. Idempotent; an unsubscribed address is not revived by an old link."""
+    now = timezone.now()
+    changed = Subscriber.objects.filter(pk=subscriber.pk, status=Subscriber.Status.PENDING).update(
+        status=Subscriber.Status.CONFIRMED, confirmed_at=now, updated_at=now
+    )
+    subscriber.refresh_from_db()
+    if changed:
+        log.info("subscriber %s confirmed", subscriber.pk)
+    return bool(changed)
+
+
+def unsubscribe(subscriber: Subscriber) -> bool:
+    """Takes effect at once: delivery checks the status right before each send. Idempotent."""
+    now = timezone.now()
+    changed = (
+        Subscriber.objects.filter(pk=subscriber.pk)
+        .exclude(status=Subscriber.Status.UNSUBSCRIBED)
+        .update(status=Subscriber.Status.UNSUBSCRIBED, unsubscribed_at=now, updated_at=now)
+    )
+    subscriber.refresh_from_db()
+    return bool(changed)
+
+
+def pause(subscriber: Subscriber) -> bool:
+    changed = Subscriber.objects.filter(
+        pk=subscriber.pk, status=Subscriber.Status.CONFIRMED
+    ).update(status=Subscriber.Status.PAUSED, updated_at=timezone.now())
+    subscriber.refresh_from_db()
+    return bool(changed)
+
+
+def resume(subscriber: Subscriber) -> bool:
+    """Paused → confirmed; an unsubscribed subscriber who resumes from the manage page is
+    confirmed again too (the signed manage link proves they own the address)."""
+    now = timezone.now()
+    changed = Subscriber.objects.filter(
+        pk=subscriber.pk, status__in=[Subscriber.Status.PAUSED, Subscriber.Status.UNSUBSCRIBED]
+    ).update(status=Subscriber.Status.CONFIRMED, unsubscribed_at=None, updated_at=now)
+    subscriber.refresh_from_db()
+    return bool(changed)
+
+
+def update_preferences(subscriber: Subscriber, preferences: dict[str, Any]) -> None:
+    for name in PREFERENCE_FIELDS:
+        if name in preferences:
+            setattr(subscriber, name, preferences[name])
+    subscriber.save(update_fields=[*PREFERENCE_FIELDS, "updated_at"])
+
+
+def export_data(subscriber: Subscriber) -> dict[str, Any]:
+    """Everything stored about this subscriber, for "download my data"."""
+
+    def stamp(value: Any) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "email": subscriber.email,
+        "status": subscriber.status,
+        "preferences": {name: getattr(subscriber, name) for name in PREFERENCE_FIELDS},
+        "signed_up_via": subscriber.source,
+        "created_at": stamp(subscriber.created_at),
+        "confirmed_at": stamp(subscriber.confirmed_at),
+        "unsubscribed_at": stamp(subscriber.unsubscribed_at),
+        "confirmation_sent_at": stamp(subscriber.confirmation_sent_at),
+        "confirmations_sent": subscriber.confirmations_sent,
+    }
+
+
+def delete(subscriber: Subscriber) -> None:
+    subscriber.delete()
+
+
+def purge_stale_pending(now: Any = None) -> int:
+    """Delete signups never confirmed within the confirmation window."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.PENDING_SIGNUP_DAYS)
+    deleted, _ = Subscriber.objects.filter(
+        status=Subscriber.Status.PENDING, created_at__lt=cutoff
+    ).delete()
+    return deleted

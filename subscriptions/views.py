@@ -1,0 +1,253 @@
+"""Pages a subscriber touches: signup, confirm, manage, unsubscribe, "send me my link", and the
+local outbox viewer. Thin: the rules live in ``subscriptions.services``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from subscriptions import outbox as outbox_files
+from subscriptions import ratelimit, services, tasks, tokens
+from subscriptions.forms import LinkRequestForm, PreferencesForm, SubscribeForm
+from subscriptions.models import Subscriber
+
+TOO_MANY = "Too many requests. Please wait a while and try again."
+
+
+def client_ip(request: HttpRequest) -> str:
+    # Behind a reverse proxy, configure it to set REMOTE_ADDR (e.g. gunicorn's
+    # --forwarded-allow-ips) rather than trusting a client-supplied header here.
+    return request.META.get("REMOTE_ADDR", "") or "unknown"
+
+
+def _within_limits(request: HttpRequest, scope: str, email: str | None) -> bool:
+    window = settings.SIGNUP_LIMIT_WINDOW_SECONDS
+    if not ratelimit.allow(f"{scope}-ip", client_ip(request), settings.SIGNUP_LIMIT_PER_IP, window):
+        return False
+    return email is None or ratelimit.allow(
+        f"{scope}-address", email, settings.SIGNUP_LIMIT_PER_ADDRESS, window
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def subscribe(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return render(request, "subscriptions/subscribe.html", {"form": SubscribeForm()})
+    form = SubscribeForm(request.POST)
+    if form.is_bot:
+        # Same answer as a real signup: a bot learns nothing, a stranger gets no mail.
+        return redirect("subscriptions:check_inbox")
+    if not form.is_valid():
+        return render(request, "subscriptions/subscribe.html", {"form": form}, status=400)
+    email = form.cleaned_data["email"]
+    if not _within_limits(request, "signup", email):
+        form.add_error(None, TOO_MANY)
+        return render(request, "subscriptions/subscribe.html", {"form": form}, status=429)
+    # The request never looks the address up; the task does, so new, pending, confirmed and
+    # unsubscribed addresses all get the same response in the same time.
+    tasks.process_signup.delay(email, form.preferences())
+    return redirect("subscriptions:check_inbox")
+
+
+def check_inbox(request: HttpRequest) -> HttpResponse:
+    return render(
+        request, "subscriptions/check_inbox.html", {"valid_days": settings.PENDING_SIGNUP_DAYS}
+    )
+
+
+def _link_problem(request: HttpRequest, error: Exception) -> HttpResponse:
+    expired = isinstance(error, tokens.Expired)
+    return render(
+        request,
+        "subscriptions/link_problem.html",
+        {"expired": expired, "form": LinkRequestForm()},
+        status=400,
+    )
+
+
+def _subscriber_for(token: str, purpose: str) -> Subscriber:
+    return tokens.read_token(token, purpose)
+
+
+@require_http_methods(["GET", "POST"])
+def confirm(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        subscriber = _subscriber_for(token, tokens.CONFIRM)
+    except (tokens.Expired, tokens.Invalid) as error:
+        return _link_problem(request, error)
+    if request.method == "GET":
+        # Mail scanners follow links: only the button (a POST) confirms.
+        return render(request, "subscriptions/confirm.html", {"subscriber": subscriber})
+    services.confirm(subscriber)
+    return render(
+        request,
+        "subscriptions/confirmed.html",
+        {
+            "subscriber": subscriber,
+            "manage_url": services.manage_url(subscriber),
+        },
+    )
+
+
+MANAGE_ACTIONS = ("save", "pause", "resume", "unsubscribe", "delete")
+
+
+@require_http_methods(["GET", "POST"])
+def manage(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        subscriber = _subscriber_for(token, tokens.MANAGE)
+    except (tokens.Expired, tokens.Invalid) as error:
+        return _link_problem(request, error)
+    if request.method == "GET" and request.GET.get("download") == "json":
+        return _download(subscriber)
+    if request.method == "GET":
+        return _manage_page(request, subscriber, PreferencesForm(instance=subscriber))
+    action = request.POST.get("action", "save")
+    if action not in MANAGE_ACTIONS:
+        return _manage_page(request, subscriber, PreferencesForm(instance=subscriber), 400)
+    if action == "delete":
+        return _delete(request, subscriber)
+    if action == "save":
+        form = PreferencesForm(request.POST, instance=Subscriber.objects.get(pk=subscriber.pk))
+        if not form.is_valid():
+            return _manage_page(request, subscriber, form, 400)
+        services.update_preferences(subscriber, form.cleaned_data)
+        messages.success(request, "Your preferences are saved.")
+    else:
+        _status_action(request, subscriber, action)
+    return HttpResponseRedirect(request.path)
+
+
+def _status_action(request: HttpRequest, subscriber: Subscriber, action: str) -> None:
+    done = {
+        "pause": services.pause,
+        "resume": services.resume,
+        "unsubscribe": services.unsubscribe,
+    }[action](subscriber)
+    text = {
+        "pause": "Your digests are paused.",
+        "resume": "Your digests are on again.",
+        "unsubscribe": "You are unsubscribed. No more digests will be sent.",
+    }[action]
+    if done:
+        messages.success(request, text)
+    else:
+        messages.info(request, "Nothing to change: " + subscriber.get_status_display() + ".")
+
+
+def _manage_page(
+    request: HttpRequest, subscriber: Subscriber, form: PreferencesForm, status: int = 200
+) -> HttpResponse:
+    return render(
+        request,
+        "subscriptions/manage.html",
+        {
+            "subscriber": subscriber,
+            "form": form,
+            "unsubscribe_url": reverse(
+                "subscriptions:unsubscribe",
+                args=[tokens.make_token(subscriber, tokens.UNSUBSCRIBE)],
+            ),
+        },
+        status=status,
+    )
+
+
+def _download(subscriber: Subscriber) -> HttpResponse:
+    body = json.dumps(services.export_data(subscriber), indent=2, ensure_ascii=False)
+    response = HttpResponse(body, content_type="application/json; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="my-paper-digest-data.json"'
+    return response
+
+
+def _delete(request: HttpRequest, subscriber: Subscriber) -> HttpResponse:
+    if request.POST.get("confirm_delete") != "yes":
+        messages.error(request, "Tick the box to confirm that your data should be deleted.")
+        return HttpResponseRedirect(request.path)
+    services.delete(subscriber)
+    return render(request, "subscriptions/deleted.html")
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
+    """GET shows a button; POST unsubscribes. The POST is also RFC 8058's one-click target:
+    no cookie, no CSRF token, no redirect, and the same answer however often it is sent."""
+    try:
+        subscriber = _subscriber_for(token, tokens.UNSUBSCRIBE)
+    except (tokens.Expired, tokens.Invalid) as error:
+        return _link_problem(request, error)
+    if request.method == "GET":
+        return render(request, "subscriptions/unsubscribe.html", {"subscriber": subscriber})
+    services.unsubscribe(subscriber)
+    return render(
+        request,
+        "subscriptions/unsubscribed.html",
+        {
+            "subscriber": subscriber,
+            "manage_url": services.manage_url(subscriber),
+        },
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def request_link(request: HttpRequest) -> HttpResponse:
+    form = LinkRequestForm(request.POST or None)
+    if request.method == "GET" or not form.is_valid():
+        status = 400 if request.method == "POST" else 200
+        return render(request, "subscriptions/request_link.html", {"form": form}, status=status)
+    email = form.cleaned_data["email"]
+    if not _within_limits(request, "link", email):
+        form.add_error(None, TOO_MANY)
+        return render(request, "subscriptions/request_link.html", {"form": form}, status=429)
+    tasks.process_link_request.delay(email)
+    return render(request, "subscriptions/link_sent.html")
+
+
+# --- local outbox ---------------------------------------------------------------------------
+
+
+def _outbox_allowed(request: HttpRequest) -> None:
+    user: Any = request.user
+    if not (settings.DEBUG or (user.is_authenticated and user.is_staff)):
+        raise Http404("no outbox here")
+
+
+def outbox(request: HttpRequest) -> HttpResponse:
+    _outbox_allowed(request)
+    return render(
+        request,
+        "subscriptions/outbox.html",
+        {"mails": outbox_files.list_mails(), "folder": settings.OUTBOX_DIR},
+    )
+
+
+def outbox_message(request: HttpRequest, name: str) -> HttpResponse:
+    _outbox_allowed(request)
+    mail = outbox_files.read_mail(name)
+    if mail is None:
+        raise Http404("no such mail")
+    return render(request, "subscriptions/outbox_message.html", {"mail": mail})
+
+
+def outbox_html(request: HttpRequest, name: str) -> HttpResponse:
+    """The HTML part alone, for an iframe: sandboxed so nothing in a mail can run here."""
+    _outbox_allowed(request)
+    mail = outbox_files.read_mail(name)
+    if mail is None or not mail.html:
+        raise Http404("no HTML part")
+    response = HttpResponse(mail.html, content_type="text/html; charset=utf-8")
+    response["Content-Security-Policy"] = (
+        "sandbox allow-popups allow-popups-to-escape-sandbox; default-src 'none'; "
+        "style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'"
+    )
+    response["X-Frame-Options"] = "SAMEORIGIN"
+    return response
