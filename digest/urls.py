@@ -1,9 +1,12 @@
 from django.contrib import admin
-from django.urls import path
-from django.views.generic import RedirectView
+from django.urls import include, path
+
+from digest import views
 
 urlpatterns = [
+    path("", views.home, name="home"),
+    path("listing/<str:day>/", views.listing, name="listing"),
+    path("papers/<int:pk>/", views.paper_detail, name="paper"),
+    path("", include("subscriptions.urls")),
     path("admin/", admin.site.urls),
-    # Until the public pages land, the front door is the operator's admin.
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
 ]
