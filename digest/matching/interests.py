@@ -142,9 +142,11 @@ def parse_interests(text: str | None) -> Profile:
         )
     excluded: list[str] = []
     topics: list[Topic] = []
+    seen: set[tuple[tuple[str, ...], tuple[str, ...]]] = set()
     for raw in raw_topics:
         topic = _parse_topic(raw, excluded)
-        if topic is not None and topic not in topics:
+        if topic is not None and (topic.words, topic.phrases) not in seen:
+            seen.add((topic.words, topic.phrases))
             topics.append(topic)
     if not topics:
         raise InterestError(
