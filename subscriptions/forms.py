@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from django import forms
@@ -28,6 +29,25 @@ class SingleLineEmailField(forms.EmailField):
         return normalize_email(super().to_python(value) or "")
 
 
+def timezone_choices() -> list[tuple[str, str]]:
+    return [(name, name) for name in timezone_names()]
+
+
+class TimezoneField(forms.ChoiceField):
+    """An IANA zone from a select; checked against a set (a CSV import validates many rows)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(choices=timezone_choices, **kwargs)
+
+    def valid_value(self, value: Any) -> bool:
+        return value in _zones()
+
+
+@lru_cache(maxsize=1)
+def _zones() -> frozenset[str]:
+    return frozenset(timezone_names())
+
+
 class PreferencesForm(forms.ModelForm):
     interests = forms.CharField(
         required=False,
@@ -41,7 +61,7 @@ class PreferencesForm(forms.ModelForm):
         help_text='Comma-separated topics. "Quoted phrases" must appear as written; -word '
         "excludes. Leave empty for the top trending papers.",
     )
-    timezone = forms.ChoiceField(choices=[], initial="UTC")
+    timezone = TimezoneField(initial="UTC")
 
     class Meta:
         model = Subscriber
@@ -55,12 +75,6 @@ class PreferencesForm(forms.ModelForm):
             "delivery_hour": forms.Select(choices=[(h, f"{h:02d}:00") for h in range(24)]),
             "max_papers": forms.NumberInput(attrs={"min": 1, "max": 50}),
         }
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        zone = self.fields["timezone"]
-        assert isinstance(zone, forms.ChoiceField)
-        zone.choices = [(name, name) for name in timezone_names()]
 
     def clean_interests(self) -> str:
         text: str = self.cleaned_data.get("interests", "")

@@ -478,3 +478,23 @@ def test_smtp_failure_gives_the_slot_back_for_the_retry(
     monkeypatch.undo()
     assert services.send_confirmation(Subscriber.objects.get()) == "confirmation sent"
     assert len(django_mail.outbox) == 1
+
+
+def test_link_requests_are_rate_limited_too(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("subscriptions.tasks.process_link_request.delay", lambda *a: None)
+    settings.SIGNUP_LIMIT_PER_ADDRESS = 2
+    codes = [
+        Client(REMOTE_ADDR=f"10.2.0.{i}").post("/link/", {"email": "a@example.org"}).status_code
+        for i in range(3)
+    ]
+    assert codes == [200, 200, 429]
+
+
+def test_list_unsubscribe_offers_mailto_where_configured() -> None:
+    from digest.emails import list_unsubscribe_headers
+
+    headers = list_unsubscribe_headers("https://d.example/unsubscribe/t/", "leave@d.example")
+    assert headers["List-Unsubscribe"] == (
+        "<https://d.example/unsubscribe/t/>, <mailto:leave@d.example?subject=unsubscribe>"
+    )
+    assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
