@@ -7,7 +7,10 @@ from pathlib import Path
 
 from celery import Celery
 
+from digest import broker
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digest.settings")
+broker.install()
 
 app = Celery("digest")
 app.config_from_object("django.conf:settings", namespace="CELERY")

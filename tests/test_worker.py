@@ -142,3 +142,24 @@ def test_worker_and_beat_turn_inbox_files_into_papers(
     (inbox / "later.json").write_bytes(hf_json([hf_item("2411.00001", "A Later Paper")]))
     wait_for(lambda: Paper.objects.filter(arxiv_id="2411.00001").exists(), 60, proc, log)
     assert proc.poll() is None
+
+
+def test_embedded_broker_writes_messages_atomically(tmp_path: Path) -> None:
+    """A consumer must never see a half-written message file (it would stop the worker)."""
+    from kombu import Connection
+
+    import digest  # noqa: F401  (installs the transport)
+
+    folder = tmp_path / "queue"
+    folder.mkdir()
+    options = {"data_folder_in": str(folder), "data_folder_out": str(folder)}
+    with Connection("filesystem://", transport_options=options) as conn:
+        assert type(conn.transport).__module__ == "digest.broker"
+        queue = conn.SimpleQueue("q")
+        for i in range(50):
+            queue.put({"n": i})
+        names = sorted(p.name for p in folder.iterdir())
+        assert len(names) == 50 and all(n.endswith(".q.msg") for n in names)
+        got = [queue.get(timeout=1).payload["n"] for _ in range(50)]
+        assert sorted(got) == list(range(50))
+        queue.close()
