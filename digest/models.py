@@ -123,3 +123,32 @@ class SourceState(models.Model):
 
     def __str__(self) -> str:
         return self.url
+
+
+class PaperEmbedding(models.Model):
+    """A paper's sentence embedding (semantic matching), computed once and kept."""
+
+    paper = models.OneToOneField(Paper, on_delete=models.CASCADE, related_name="embedding")
+    model = models.CharField(max_length=100)
+    vector = models.BinaryField(help_text="little-endian float32, unit length")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.model} embedding of paper #{self.paper_id}"
+
+
+class TopicEmbedding(models.Model):
+    """The embedding of one interest topic's text, shared by every profile that names it."""
+
+    text = models.CharField(max_length=500)
+    model = models.CharField(max_length=100)
+    vector = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["text", "model"], name="topic_embedding_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.text

@@ -1,0 +1,294 @@
+"""Scoring interest profiles against a paper index, many profiles at once.
+
+A profile's topics are compiled into query rows (a topic may have several: "LLM" is also
+"large language model"); one sparse product scores every row against every paper, a topic keeps
+its best row, and a profile its best topic plus a small share of the others, so a paper strongly
+about one topic ranks above a paper weakly about several. Scores are normalized by what an
+ideal paper would score for the same words, so one threshold means the same for every profile,
+and a profile may well get nothing ("no mail beats an irrelevant mail").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import scipy.sparse as sp
+
+from digest.matching.index import PAIR_WEIGHT, PaperIndex
+from digest.matching.interests import Profile, Topic
+from digest.matching.text import alternatives, pairs, terms
+
+# Inclusion. Scores are normalized (1.0 = every word of a topic in the title and abstract), and a
+# paper is included when it is a clear match (STRONG), or a fair match (FLOOR) that also stands
+# out from the rest of the candidates for this profile (OUTLIER_Z standard deviations above
+# their mean): the per-profile threshold that adapts to how broad a topic is. Too few candidates
+# make a poor statistic, so small sets use SMALL_SET alone.
+STRONG = 0.70
+FLOOR = 0.30
+OUTLIER_Z = 2.5
+MIN_CANDIDATES_FOR_OUTLIERS = 20
+SMALL_SET = 0.45
+OTHER_TOPICS_SHARE = 0.15
+TRENDING_BOOST = 0.05
+SEMANTIC_WEIGHT = 0.4
+EXCLUDED = -1.0
+TRENDING_ONLY = 1.0  # added to the scores of an empty profile: every paper qualifies
+
+
+class SemanticScorer(Protocol):
+    """Cosine similarities between topic texts and the indexed papers (optional extra)."""
+
+    def topic_similarity(self, topics: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Ranked:
+    paper: int  # position in ``PaperIndex.papers``
+    score: float
+    included: bool
+    reason: str
+
+
+@dataclass
+class _Compiled:
+    """Query rows for a batch of profiles, in profile -> topic -> variant order."""
+
+    variant_rows: list[dict[int, float]] = field(default_factory=list)
+    variant_ideal: list[float] = field(default_factory=list)
+    topic_first_variant: list[int] = field(default_factory=list)
+    topic_required: list[dict[int, float]] = field(default_factory=list)
+    topic_need: list[float] = field(default_factory=list)
+    topic_label: list[str] = field(default_factory=list)
+    profile_first_topic: list[int] = field(default_factory=list)
+    exclusion_rows: list[dict[int, float]] = field(default_factory=list)
+    exclusion_need: list[float] = field(default_factory=list)
+    exclusion_owner: list[int] = field(default_factory=list)
+
+
+def _topic_label(topic: Topic) -> str:
+    return topic.text
+
+
+class Matcher:
+    def __init__(
+        self,
+        index: PaperIndex,
+        *,
+        semantic: SemanticScorer | None = None,
+        semantic_weight: float = SEMANTIC_WEIGHT,
+        trending_boost: float = TRENDING_BOOST,
+    ) -> None:
+        self.index = index
+        self.semantic = semantic
+        self.semantic_weight = semantic_weight if semantic is not None else 0.0
+        self.trending_boost = trending_boost
+        top = float(index.upvotes.max()) if index.size else 0.0
+        self.trending = (
+            np.log1p(index.upvotes) / np.log1p(top)
+            if top > 0
+            else np.zeros(index.size, dtype=np.float32)
+        )
+        self._weights_t = index.weights.T.tocsr()
+        self._presence_t = index.presence.T.tocsr()
+
+    # --- compiling profiles -----------------------------------------------------------------
+
+    def _row(self, sequence: list[str]) -> tuple[dict[int, float], float]:
+        vocabulary, row, ideal = self.index.vocabulary, {}, 0.0
+        for term in dict.fromkeys(sequence):
+            ideal += self.index.ideal(term)
+            if term in vocabulary:
+                row[vocabulary[term]] = 1.0
+        for pair in dict.fromkeys(pairs(sequence)):
+            ideal += PAIR_WEIGHT * self.index.ideal(pair)
+            if pair in vocabulary:
+                row[vocabulary[pair]] = PAIR_WEIGHT
+        return row, ideal
+
+    def _required(self, phrases: Sequence[str]) -> tuple[dict[int, float], float]:
+        """Terms (one-word phrases) or pairs that must all be present; impossible -> inf."""
+        needed: set[str] = set()
+        for phrase in phrases:
+            sequence = terms(phrase)
+            needed.update(pairs(sequence) if len(sequence) > 1 else sequence)
+        row = {self.index.vocabulary[t]: 1.0 for t in needed if t in self.index.vocabulary}
+        return row, (float(len(needed)) if len(row) == len(needed) else float("inf"))
+
+    def _compile(self, profiles: Sequence[Profile]) -> _Compiled:
+        out = _Compiled()
+        for owner, profile in enumerate(profiles):
+            out.profile_first_topic.append(len(out.topic_label))
+            for topic in profile.topics:
+                out.topic_first_variant.append(len(out.variant_rows))
+                sequence = terms(" ".join(topic.words))
+                for variant in [sequence, *alternatives(sequence)]:
+                    row, ideal = self._row(variant)
+                    out.variant_rows.append(row)
+                    out.variant_ideal.append(ideal or 1.0)
+                required, need = self._required(topic.phrases)
+                out.topic_required.append(required)
+                out.topic_need.append(need)
+                out.topic_label.append(_topic_label(topic))
+            for excluded in profile.excluded:
+                sequence = terms(excluded)
+                needed = pairs(sequence) if len(sequence) > 1 else sequence
+                row = {self.index.vocabulary[t]: 1.0 for t in needed if t in self.index.vocabulary}
+                if needed and len(row) == len(needed):  # otherwise it can never be present
+                    out.exclusion_rows.append(row)
+                    out.exclusion_need.append(float(len(needed)))
+                    out.exclusion_owner.append(owner)
+        return out
+
+    def _sparse(self, rows: list[dict[int, float]]) -> sp.csr_matrix:
+        indptr: list[int] = [0]
+        indices: list[int] = []
+        data: list[float] = []
+        for row in rows:
+            indices.extend(row.keys())
+            data.extend(row.values())
+            indptr.append(len(indices))
+        shape = (len(rows), len(self.index.vocabulary))
+        return sp.csr_matrix((np.array(data, dtype=np.float32), indices, indptr), shape=shape)
+
+    # --- scoring ---------------------------------------------------------------------------
+
+    def _topic_scores(self, compiled: _Compiled) -> np.ndarray:
+        """(topics x papers) scores in [0, ~1.5]: lexical, or hybrid with the semantic extra."""
+        n_papers = self.index.size
+        if not compiled.topic_label:
+            return np.zeros((0, n_papers), dtype=np.float32)
+        queries = self._sparse(compiled.variant_rows)
+        lexical = (queries @ self._weights_t).toarray()
+        lexical /= np.array(compiled.variant_ideal, dtype=np.float32)[:, None]
+        topics = np.maximum.reduceat(lexical, compiled.topic_first_variant, axis=0)
+        need = np.array(compiled.topic_need, dtype=np.float32)
+        if np.any(need > 0):
+            hits = (self._sparse(compiled.topic_required) @ self._presence_t).toarray()
+            topics[(need[:, None] > 0) & (hits < need[:, None])] = 0.0
+        if self.semantic is not None:
+            similarity = self.semantic.topic_similarity(compiled.topic_label)
+            topics = self._hybrid(topics, similarity, need)
+        return topics
+
+    def _hybrid(self, lexical: np.ndarray, similarity: np.ndarray, need: np.ndarray) -> np.ndarray:
+        from digest.matching.semantic import rescale
+
+        weight = self.semantic_weight
+        hybrid = (1 - weight) * np.minimum(lexical, 1.0) + weight * rescale(similarity)
+        hybrid[(need[:, None] > 0) & (lexical == 0)] = 0.0  # a missing phrase still excludes
+        return hybrid.astype(np.float32)
+
+    def score(self, profiles: Sequence[Profile]) -> tuple[np.ndarray, np.ndarray, _Compiled]:
+        """(profiles x papers) final scores (EXCLUDED where an exclusion hits), the topic
+        scores behind them, and the compiled rows (for reasons)."""
+        compiled = self._compile(profiles)
+        topics = self._topic_scores(compiled)
+        scores = self._grouped(compiled, topics, len(profiles))
+        scores += self.trending_boost * self.trending[None, :] * (scores > 0)
+        for owner, row in enumerate(profiles):
+            if row.is_trending_only:
+                scores[owner] = self.trending + TRENDING_ONLY  # upvotes order everything
+        if compiled.exclusion_rows:
+            hits = (self._sparse(compiled.exclusion_rows) @ self._presence_t).toarray()
+            need = np.array(compiled.exclusion_need, dtype=np.float32)[:, None]
+            owners, papers = np.nonzero(hits >= need)
+            scores[np.array(compiled.exclusion_owner)[owners], papers] = EXCLUDED
+        return scores, topics, compiled
+
+    def _grouped(self, compiled: _Compiled, topics: np.ndarray, n_profiles: int) -> np.ndarray:
+        """Best topic plus a share of the others, per profile, without a Python loop."""
+        scores = np.zeros((n_profiles, self.index.size), dtype=np.float32)
+        if not len(topics):
+            return scores
+        counts = np.diff([*compiled.profile_first_topic, len(compiled.topic_label)])
+        has = counts > 0
+        starts = np.array(compiled.profile_first_topic)[has]
+        best = np.maximum.reduceat(topics, starts, axis=0)
+        total = np.add.reduceat(topics, starts, axis=0)
+        scores[has] = best + OTHER_TOPICS_SHARE * (total - best)
+        return scores
+
+    # --- results ----------------------------------------------------------------------------
+
+    def eligible(self, scores: np.ndarray) -> np.ndarray:
+        """Which (profile, paper) scores clear the profile's threshold (see STRONG above)."""
+        if self.index.size < MIN_CANDIDATES_FOR_OUTLIERS:
+            return scores >= SMALL_SET
+        valid = np.where(scores > EXCLUDED, scores, np.nan)
+        mean = np.nanmean(valid, axis=1, keepdims=True)
+        spread = np.nanstd(valid, axis=1, keepdims=True) + 1e-6
+        standing_out = (scores - mean) / spread >= OUTLIER_Z
+        return (scores >= STRONG) | ((scores >= FLOOR) & standing_out)
+
+    def reason(
+        self, compiled: _Compiled, topics: np.ndarray, owner: int, paper: int, n_profiles: int
+    ) -> str:
+        starts = [*compiled.profile_first_topic, len(compiled.topic_label)]
+        first, last = starts[owner], starts[owner + 1]
+        if first == last:
+            return "top trending"
+        column = topics[first:last, paper]
+        best = float(column.max())
+        names = [
+            compiled.topic_label[first + i]
+            for i, value in enumerate(column)
+            if value > 0 and value >= max(0.5 * best, 0.5 * FLOOR)
+        ]
+        return "matched: " + ", ".join(names) if names else ""
+
+    def rank(self, profile: Profile, limit: int) -> list[Ranked]:
+        """Every candidate for one profile, best first; ``included`` marks the digest's papers
+        (above the threshold, not excluded, at most ``limit``)."""
+        scores, topics, compiled = self.score([profile])
+        row = scores[0]
+        eligible = self.eligible(scores)[0]
+        order = np.argsort(-row, kind="stable")
+        ranked, included = [], 0
+        for paper in order:
+            value = float(row[paper])
+            take = bool(eligible[paper]) and included < limit
+            included += take
+            reason = self.reason(compiled, topics, 0, int(paper), 1) if value > 0 else ""
+            if value == EXCLUDED:
+                reason = "excluded"
+            ranked.append(Ranked(int(paper), round(value, 4), bool(take), reason))
+        return ranked
+
+    def digests(
+        self, profiles: Sequence[Profile], limits: Sequence[int], chunk_size: int = 2000
+    ) -> Iterator[list[Ranked]]:
+        """For each profile, the included papers only (best first), computed chunk by chunk so
+        memory follows ``chunk_size``, not the number of profiles."""
+        for start in range(0, len(profiles), chunk_size):
+            chunk = profiles[start : start + chunk_size]
+            scores, topics, compiled = self.score(chunk)
+            yield from self._pick(scores, topics, compiled, limits[start : start + chunk_size])
+
+    def _pick(
+        self, scores: np.ndarray, topics: np.ndarray, compiled: _Compiled, limits: Sequence[int]
+    ) -> Iterator[list[Ranked]]:
+        n_profiles = len(limits)
+        eligible = self.eligible(scores)
+        for owner in range(n_profiles):
+            candidates = np.flatnonzero(eligible[owner])
+            if not len(candidates):
+                yield []
+                continue
+            limit = limits[owner]
+            values = scores[owner, candidates]
+            if len(candidates) > limit:
+                keep = np.argpartition(-values, limit - 1)[:limit]
+                candidates, values = candidates[keep], values[keep]
+            order = np.argsort(-values, kind="stable")
+            yield [
+                Ranked(
+                    int(candidates[i]),
+                    round(float(values[i]), 4),
+                    True,
+                    self.reason(compiled, topics, owner, int(candidates[i]), n_profiles),
+                )
+                for i in order
+            ]

@@ -1,0 +1,144 @@
+"""The database side of matching: which papers are candidates, their cached embeddings, and a
+ready ``Matcher``. The pure core (``index``, ``score``) never touches the database."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time
+
+import numpy as np
+from django.db.models import Max
+from django.utils import timezone
+
+from digest.matching import semantic
+from digest.matching.index import PaperIndex, PaperText
+from digest.matching.interests import parse_interests
+from digest.matching.score import Matcher, Ranked
+from digest.models import Paper, PaperEmbedding, TopicEmbedding
+
+log = logging.getLogger(__name__)
+
+CANDIDATE_FIELDS = (
+    "id",
+    "title",
+    "abstract",
+    "upvotes",
+    "listing_date",
+    "arxiv_id",
+    "url_page",
+    "url_abs",
+    "url_code",
+)
+
+
+def latest_listing() -> date | None:
+    return Paper.objects.aggregate(latest=Max("listing_date"))["latest"]
+
+
+def candidate_papers(*, listing: date | None = None, since: date | None = None) -> list[Paper]:
+    """Papers of one listing (default: the latest), or first seen since a day."""
+    papers = Paper.objects.only(*CANDIDATE_FIELDS).order_by("id")
+    if since is not None:
+        start = timezone.make_aware(datetime.combine(since, time.min))
+        return list(papers.filter(first_seen__gte=start))
+    day = listing or latest_listing()
+    return list(papers.filter(listing_date=day)) if day else []
+
+
+def texts_of(papers: Sequence[Paper]) -> list[PaperText]:
+    return [
+        PaperText(key=p.pk, title=p.title, abstract=p.abstract, upvotes=p.upvotes) for p in papers
+    ]
+
+
+def paper_vectors(papers: Sequence[Paper]) -> np.ndarray:
+    """Stored embeddings of ``papers``; the missing ones are computed now and kept."""
+    ids = [p.pk for p in papers]
+    stored = {
+        e.paper_id: semantic.from_bytes(bytes(e.vector))
+        for e in PaperEmbedding.objects.filter(paper_id__in=ids, model=semantic.MODEL_NAME)
+    }
+    missing = [p for p in papers if p.pk not in stored]
+    if missing:
+        vectors = semantic.embed([semantic.paper_text(p.title, p.abstract) for p in missing])
+        PaperEmbedding.objects.bulk_create(
+            [
+                PaperEmbedding(
+                    paper_id=p.pk, model=semantic.MODEL_NAME, vector=semantic.to_bytes(v)
+                )
+                for p, v in zip(missing, vectors, strict=True)
+            ],
+            ignore_conflicts=True,
+            batch_size=500,
+        )
+        stored.update({p.pk: v for p, v in zip(missing, vectors, strict=True)})
+    if not ids:
+        return np.zeros((0, semantic.DIMENSIONS), dtype=np.float32)
+    return np.stack([stored[i] for i in ids])
+
+
+def topic_vectors(texts: Sequence[str]) -> dict[str, np.ndarray]:
+    """Stored embeddings of topic texts; missing ones are computed now and kept."""
+    wanted = list(dict.fromkeys(t[:500] for t in texts))
+    found = {
+        e.text: semantic.from_bytes(bytes(e.vector))
+        for e in TopicEmbedding.objects.filter(text__in=wanted, model=semantic.MODEL_NAME)
+    }
+    missing = [t for t in wanted if t not in found]
+    if missing:
+        vectors = semantic.embed(missing)
+        TopicEmbedding.objects.bulk_create(
+            [
+                TopicEmbedding(text=t, model=semantic.MODEL_NAME, vector=semantic.to_bytes(v))
+                for t, v in zip(missing, vectors, strict=True)
+            ],
+            ignore_conflicts=True,
+            batch_size=500,
+        )
+        found.update(zip(missing, vectors, strict=True))
+    return found
+
+
+class StoredEmbeddingScorer(semantic.EmbeddingScorer):
+    """Like ``EmbeddingScorer``, but topic embeddings come from (and go to) the database."""
+
+    def topic_similarity(self, topics: Sequence[str]) -> np.ndarray:
+        unknown = [t for t in dict.fromkeys(topics) if t not in self.cache]
+        if unknown:
+            self.cache.update(topic_vectors(unknown))
+        return super().topic_similarity(topics)
+
+
+def embed_profile(interests: str) -> None:
+    """Compute and keep the embeddings of a profile's topics (when a profile is saved)."""
+    if semantic.available():
+        topic_vectors([t.text for t in parse_interests(interests).topics])
+
+
+def use_semantic(requested: bool | None = None) -> bool:
+    return semantic.available() if requested is None else requested and semantic.available()
+
+
+def matcher_for(papers: Sequence[Paper], *, semantic_on: bool | None = None) -> Matcher:
+    index = PaperIndex(texts_of(papers))
+    scorer = StoredEmbeddingScorer(paper_vectors(papers)) if use_semantic(semantic_on) else None
+    return Matcher(index, semantic=scorer)
+
+
+@dataclass(frozen=True)
+class Preview:
+    listing: date | None
+    papers: list[tuple[Paper, Ranked]]
+    candidates: int
+
+
+def preview(interests: str, max_papers: int) -> Preview:
+    """What the latest listing would have sent to someone with these interests."""
+    day = latest_listing()
+    papers = candidate_papers(listing=day)
+    if not papers:
+        return Preview(day, [], 0)
+    ranked = matcher_for(papers).rank(parse_interests(interests), max_papers)
+    return Preview(day, [(papers[r.paper], r) for r in ranked if r.included], len(papers))

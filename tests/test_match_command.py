@@ -1,0 +1,115 @@
+"""``manage.py match`` and the database side of matching (candidates, stored embeddings)."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from digest.ingest.run import IngestOptions, ingest_path
+from digest.matching import semantic
+from digest.matching.interests import parse_interests
+from digest.matching.service import candidate_papers, matcher_for, preview
+from digest.models import PaperEmbedding, TopicEmbedding
+from tests.conftest import SEED, require
+
+FED = "FedD2S: Personalized Data-Free Federated Knowledge Distillation"
+
+
+def match(*args: str) -> str:
+    out = io.StringIO()
+    call_command("match", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_match_on_a_dump_with_the_lexical_core_prints_json() -> None:
+    found = json.loads(
+        match(
+            "--interests",
+            "federated learning",
+            "--dump",
+            str(SEED),
+            "--lexical",
+            "--json",
+            "--top",
+            "0",
+        )
+    )
+    assert len(found) == 94
+    assert {"title", "score", "included", "reason"} <= set(found[0])
+    assert found[0]["title"] == FED and found[0]["included"]
+    assert found[0]["reason"] == "matched: federated learning"
+    assert [f["score"] for f in found] == sorted((f["score"] for f in found), reverse=True)
+    assert sum(f["included"] for f in found) <= 10
+
+
+def test_match_prints_a_table() -> None:
+    output = match(
+        "--interests", "mixture of experts", "--dump", str(SEED), "--lexical", "--top", "5"
+    )
+    assert "94 candidates, lexical" in output and "Mixture-of-Experts" in output
+
+
+@pytest.mark.django_db
+def test_match_on_stored_papers_by_listing(today_2026: Any) -> None:
+    ingest_path(SEED, IngestOptions(source="test"))
+    found = json.loads(
+        match(
+            "--interests", "graph neural networks", "--listing", "2026-03-11", "--lexical", "--json"
+        )
+    )
+    assert found[0]["title"] == "Evaluating Deep Graph Neural Networks"
+    assert found[0]["paper_id"] and found[0]["included"]
+    with pytest.raises(CommandError, match="no candidate papers"):
+        match("--interests", "x ray", "--listing", "2020-01-01", "--lexical")
+
+
+@pytest.mark.parametrize(
+    ("interests", "message"), [("the, of", "no words"), ("-survey", "Only exclusions")]
+)
+def test_match_refuses_a_profile_that_cannot_match(interests: str, message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        match(f"--interests={interests}", "--dump", str(SEED))
+
+
+@pytest.mark.django_db
+def test_preview_of_the_latest_listing(today_2026: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEMANTIC_MATCHING", "off")
+    assert preview("federated learning", 5).papers == []
+    ingest_path(SEED, IngestOptions(source="test"))
+    shown = preview("federated learning", 5)
+    assert shown.listing is not None and shown.listing.isoformat() == "2026-03-11"
+    assert [p.title for p, _ in shown.papers] == [FED] and shown.candidates == 94
+
+
+# --- the semantic extra (installed in CI) ----------------------------------------------------
+
+
+@pytest.fixture
+def semantic_extra() -> None:
+    require(semantic.available(), "the semantic extra (pip install '.[semantic]')")
+
+
+def test_hybrid_finds_what_words_alone_miss(semantic_extra: None) -> None:
+    args = ["--interests", "code generation with LLMs", "--dump", str(SEED), "--json"]
+    lexical = json.loads(match(*args, "--lexical"))
+    hybrid = json.loads(match(*args))
+    codegen = "CodeGen2: Lessons for Training LLMs on Programming and Natural Languages"
+    assert codegen not in [f["title"] for f in lexical if f["included"]]
+    assert codegen in [f["title"] for f in hybrid if f["included"]]
+
+
+@pytest.mark.django_db
+def test_embeddings_are_computed_once_and_kept(semantic_extra: None, today_2026: Any) -> None:
+    ingest_path(SEED, IngestOptions(source="test"))
+    papers = candidate_papers()
+    matcher = matcher_for(papers)
+    assert PaperEmbedding.objects.count() == 94
+    stored = {e.paper_id: bytes(e.vector) for e in PaperEmbedding.objects.all()}
+    matcher.rank(parse_interests("Bayesian deep learning"), 5)
+    assert TopicEmbedding.objects.filter(text="Bayesian deep learning").exists()
+    matcher_for(papers)
+    assert {e.paper_id: bytes(e.vector) for e in PaperEmbedding.objects.all()} == stored

@@ -1,0 +1,178 @@
+"""The pure matching core: language, ranking, inclusion, reasons, and batch == single."""
+
+from __future__ import annotations
+
+import pytest
+
+from digest.matching.index import PaperIndex, PaperText
+from digest.matching.interests import parse_interests
+from digest.matching.score import Matcher
+from digest.matching.text import alternatives, terms
+
+FILLER = [
+    ("Protein folding at scale", "We fold proteins with score-based generators on cryo data."),
+    ("A benchmark for robot grasping", "Robots grasp household objects in cluttered scenes."),
+    ("Speech enhancement in noisy rooms", "Denoising speech recorded in reverberant rooms."),
+    ("Sparse attention for long documents", "Attention over long documents with sparsity."),
+    ("Causal discovery from time series", "Granger causality and beyond for sensor data."),
+    ("Weather forecasting at kilometre scale", "A global model forecasts weather and climate."),
+    ("Image segmentation with few labels", "Semi-supervised segmentation of medical scans."),
+    ("Tabular data generation", "Generating realistic tables for privacy-preserving release."),
+]
+
+
+def paper(title: str, abstract: str, upvotes: int | None = None) -> PaperText:
+    return PaperText(key=title, title=title, abstract=abstract, upvotes=upvotes)
+
+
+def matcher(*papers: PaperText, filler: int = 8) -> Matcher:
+    rest = [paper(t, a) for t, a in FILLER[:filler]]
+    return Matcher(PaperIndex([*papers, *rest]))
+
+
+def titles(m: Matcher, interests: str, limit: int = 10) -> list[str]:
+    ranked = m.rank(parse_interests(interests), limit)
+    return [m.index.papers[r.paper].title for r in ranked if r.included]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("quantize", ["quantiz"]),
+        ("quantization", ["quantiz"]),
+        ("quantized", ["quantiz"]),
+        ("LLMs", ["llm"]),
+        ("mixture-of-experts", ["mixtur", "expert"]),
+        ("the state of the art", ["state", "art"]),
+    ],
+)
+def test_terms_fold_case_inflection_and_stop_words(text: str, expected: list[str]) -> None:
+    assert terms(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "other"),
+    [
+        ("LLM", ["larg", "languag", "model"]),
+        ("large language models", ["llm"]),
+        ("SSM", ["state", "space", "model"]),
+        ("graph neural networks", ["gnn"]),
+        ("VLM", ["vision", "languag", "model"]),
+        ("RL", ["reinforc", "learn"]),
+        ("KD", ["knowledg", "distil"]),
+        ("MLLM", ["multimod", "larg", "languag", "model"]),
+    ],
+)
+def test_acronyms_and_expansions_match_each_other(text: str, other: list[str]) -> None:
+    assert other in alternatives(terms(text))
+
+
+def test_inflections_match() -> None:
+    m = matcher(paper("Quantized transformers on phones", "We quantize weights to 4 bits."))
+    assert titles(m, "quantization") == ["Quantized transformers on phones"]
+
+
+@pytest.mark.parametrize(
+    ("interests", "title"),
+    [
+        ("LLM", "Scaling large language models"),
+        ("large language models", "LLMs as judges"),
+        ("GNN", "Graph neural networks for molecules"),
+        ("state space models", "SSMs everywhere"),
+    ],
+)
+def test_acronym_profiles_find_spelled_out_papers_and_back(interests: str, title: str) -> None:
+    m = matcher(paper(title, f"{title}. We study this in depth with many experiments."))
+    assert titles(m, interests) == [title]
+
+
+def test_quoted_phrase_must_appear_as_a_phrase() -> None:
+    together = paper("Sparse mixture of experts routing", "A mixture-of-experts router.")
+    apart = paper("Experts disagree", "A mixture of opinions from several experts on data.")
+    m = matcher(together, apart)
+    assert titles(m, '"mixture of experts"') == ["Sparse mixture of experts routing"]
+
+
+def test_exclusions_remove_papers() -> None:
+    survey = paper("A survey of diffusion models", "We survey diffusion models for images.")
+    method = paper("Faster diffusion models", "Diffusion models sample faster with our solver.")
+    m = matcher(survey, method)
+    assert set(titles(m, "diffusion models")) == {
+        "A survey of diffusion models",
+        "Faster diffusion models",
+    }
+    assert titles(m, "diffusion models -survey") == ["Faster diffusion models"]
+    assert titles(m, 'diffusion models -"faster diffusion"') == ["A survey of diffusion models"]
+
+
+def test_a_paper_strongly_about_one_topic_beats_one_weakly_about_several() -> None:
+    strong = paper("Mamba state space models", "Mamba is a selective state space model.")
+    weak = paper("Notes on systems", "We mention quantization, pruning, and federated data once.")
+    m = matcher(strong, weak)
+    ranked = m.rank(parse_interests("Mamba, quantization, pruning, federated learning"), 10)
+    assert m.index.papers[ranked[0].paper].title == "Mamba state space models"
+
+
+def test_no_mail_beats_an_irrelevant_mail() -> None:
+    m = matcher(paper("Mamba state space models", "Mamba is a selective state space model."))
+    assert titles(m, "knowledge graphs for drug discovery") == []
+
+
+def test_included_papers_are_capped_at_the_subscriber_maximum() -> None:
+    many = [
+        paper(f"Diffusion model variant {i}", "Diffusion models for images and video.")
+        for i in range(6)
+    ]
+    m = matcher(*many)
+    assert len(titles(m, "diffusion models", limit=3)) == 3
+
+
+def test_every_included_paper_says_why() -> None:
+    m = matcher(paper("Mamba meets quantization", "We quantize Mamba state space models."))
+    ranked = m.rank(parse_interests("Mamba, quantization, protein design"), 10)
+    top = ranked[0]
+    assert top.included and top.reason.startswith("matched: ")
+    assert "Mamba" in top.reason and "quantization" in top.reason
+    assert "protein design" not in top.reason
+
+
+def test_empty_profile_means_top_trending_by_upvotes() -> None:
+    m = matcher(paper("Popular", "An abstract.", upvotes=120), paper("Less", "Text.", upvotes=3))
+    ranked = m.rank(parse_interests(""), 2)
+    assert [m.index.papers[r.paper].title for r in ranked if r.included] == ["Popular", "Less"]
+    assert ranked[0].reason == "top trending"
+
+
+def test_small_candidate_sets_use_the_absolute_threshold() -> None:
+    m = matcher(
+        paper("Mamba state space models", "Mamba is a selective state space model."), filler=2
+    )
+    assert titles(m, "Mamba") == ["Mamba state space models"]
+    assert titles(m, "protein language models") == []
+
+
+def test_batch_scoring_equals_one_by_one_and_does_not_depend_on_chunks() -> None:
+    m = matcher(
+        paper("Mamba state space models", "Mamba is a selective state space model."),
+        paper("Quantized LLMs", "We quantize large language models to 4 bits."),
+        paper("Graph neural networks at scale", "GNNs on billion-edge graphs."),
+    )
+    texts = [
+        "Mamba",
+        "LLM quantization",
+        "",
+        "GNN -billion",
+        "weather, climate",
+        '"state space" -mamba',
+        "protein folding, diffusion",
+        "robots",
+    ] * 3
+    profiles = [parse_interests(t) for t in texts]
+    limits = [3] * len(profiles)
+    single = [[(r.paper, r.score, r.reason) for r in m.rank(p, 3) if r.included] for p in profiles]
+    for chunk in (1, 5, 100):
+        batch = [
+            [(r.paper, r.score, r.reason) for r in found]
+            for found in m.digests(profiles, limits, chunk_size=chunk)
+        ]
+        assert batch == single
