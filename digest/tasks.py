@@ -13,6 +13,8 @@ from django.db import DatabaseError
 from digest import inbox
 from digest.fetch import fetch_source
 from digest.ingest.run import fail_interrupted_runs
+from digest.matching import semantic
+from digest.matching import service as matching
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,25 @@ def ingest_inbox_file(self: object, path: str) -> str:
         log.info("inbox file %s is gone (already handled)", path)
         return "gone"
     run = inbox.ingest_claimed(claimed)
+    _after_ingest(run.status)
     return str(run.status)
+
+
+def _after_ingest(status: str) -> None:
+    if status in ("success", "partial") and semantic.available():
+        embed_recent_papers.delay()
+
+
+@shared_task(ignore_result=True)
+def embed_recent_papers() -> int:
+    """Paper embeddings for the semantic score, computed once, right after ingest."""
+    return matching.embed_recent_papers()
+
+
+@shared_task(ignore_result=True)
+def embed_interests(interests: str) -> None:
+    """Topic embeddings of a profile, computed when the profile is saved."""
+    matching.embed_profile(interests)
 
 
 @shared_task(ignore_result=True)
@@ -61,4 +81,5 @@ def fetch_sources() -> None:
 @shared_task(ignore_result=True, acks_late=True)
 def fetch_source_url(url: str) -> str:
     run = fetch_source(url)
+    _after_ingest(run.status)
     return str(run.status)

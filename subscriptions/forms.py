@@ -55,7 +55,7 @@ class PreferencesForm(forms.ModelForm):
         widget=forms.Textarea(
             attrs={
                 "rows": 3,
-                "placeholder": 'state space models, Mamba, "mixture of experts", -survey',
+                "placeholder": 'e.g. state space models, Mamba, "mixture of experts", -survey',
             }
         ),
         help_text='Comma-separated topics. "Quoted phrases" must appear as written; -word '

@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from digest import emails
+from digest.matching import semantic
 from subscriptions import tokens
 from subscriptions.models import Subscriber
 
@@ -92,6 +93,7 @@ def process_signup(email: str, preferences: dict[str, Any], source: str = "web")
                 setattr(subscriber, name, value)
             subscriber.status = Subscriber.Status.PENDING
             subscriber.save()
+    _embed_interests_later(subscriber.interests)
     return send_confirmation(subscriber)
 
 
@@ -195,6 +197,15 @@ def update_preferences(subscriber: Subscriber, preferences: dict[str, Any]) -> N
         if name in preferences:
             setattr(subscriber, name, preferences[name])
     subscriber.save(update_fields=[*PREFERENCE_FIELDS, "updated_at"])
+    _embed_interests_later(subscriber.interests)
+
+
+def _embed_interests_later(interests: str) -> None:
+    """Topic embeddings are computed when a profile is saved, off the request."""
+    if interests and semantic.available():
+        from digest.tasks import embed_interests
+
+        transaction.on_commit(lambda: embed_interests.delay(interests))
 
 
 def export_data(subscriber: Subscriber) -> dict[str, Any]:

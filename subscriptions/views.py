@@ -4,6 +4,7 @@ local outbox viewer. Thin: the rules live in ``subscriptions.services``."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
@@ -14,6 +15,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from digest.matching import service as matching
 from subscriptions import outbox as outbox_files
 from subscriptions import ratelimit, services, tasks, tokens
 from subscriptions.forms import LinkRequestForm, PreferencesForm, SubscribeForm
@@ -42,6 +44,8 @@ def subscribe(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return render(request, "subscriptions/subscribe.html", {"form": SubscribeForm()})
     form = SubscribeForm(request.POST)
+    if request.POST.get("preview"):
+        return _preview_page(request, form)
     if form.is_bot:
         # Same answer as a real signup: a bot learns nothing, a stranger gets no mail.
         return redirect("subscriptions:check_inbox")
@@ -55,6 +59,31 @@ def subscribe(request: HttpRequest) -> HttpResponse:
     # unsubscribed addresses all get the same response in the same time.
     tasks.process_signup.delay(email, form.preferences())
     return redirect("subscriptions:check_inbox")
+
+
+@dataclass
+class _PreviewResult:
+    listing: Any = None
+    papers: list[Any] = field(default_factory=list)
+    candidates: int = 0
+    error: str = ""
+
+
+def _preview(form: PreferencesForm) -> _PreviewResult:
+    """What the latest listing would have sent with the interests typed in ``form``."""
+    form.is_valid()
+    if "interests" in form.errors:
+        return _PreviewResult(error=" ".join(str(e) for e in form.errors["interests"]))
+    limit = form.cleaned_data.get("max_papers") or 10
+    shown = matching.preview(form.cleaned_data.get("interests", ""), limit)
+    return _PreviewResult(shown.listing, shown.papers, shown.candidates)
+
+
+def _preview_page(request: HttpRequest, form: SubscribeForm) -> HttpResponse:
+    preview = _preview(form)
+    # Show what was typed without flagging the fields a preview does not need (the address).
+    fresh = SubscribeForm(initial={k: v for k, v in request.POST.items() if k != "website"})
+    return render(request, "subscriptions/subscribe.html", {"form": fresh, "preview": preview})
 
 
 def check_inbox(request: HttpRequest) -> HttpResponse:
@@ -111,6 +140,10 @@ def manage(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "GET":
         return _manage_page(request, subscriber, PreferencesForm(instance=subscriber))
     action = request.POST.get("action", "save")
+    if action == "preview":
+        form = PreferencesForm(request.POST, instance=Subscriber.objects.get(pk=subscriber.pk))
+        preview = _preview(form)
+        return _manage_page(request, subscriber, form, extra={"preview": preview})
     if action not in MANAGE_ACTIONS:
         return _manage_page(request, subscriber, PreferencesForm(instance=subscriber), 400)
     if action == "delete":
@@ -144,7 +177,11 @@ def _status_action(request: HttpRequest, subscriber: Subscriber, action: str) ->
 
 
 def _manage_page(
-    request: HttpRequest, subscriber: Subscriber, form: PreferencesForm, status: int = 200
+    request: HttpRequest,
+    subscriber: Subscriber,
+    form: PreferencesForm,
+    status: int = 200,
+    extra: dict[str, Any] | None = None,
 ) -> HttpResponse:
     return render(
         request,
@@ -156,6 +193,7 @@ def _manage_page(
                 "subscriptions:unsubscribe",
                 args=[tokens.make_token(subscriber, tokens.UNSUBSCRIBE)],
             ),
+            **(extra or {}),
         },
         status=status,
     )

@@ -498,3 +498,66 @@ def test_list_unsubscribe_offers_mailto_where_configured() -> None:
         "<https://d.example/unsubscribe/t/>, <mailto:leave@d.example?subject=unsubscribe>"
     )
     assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+# --- live preview ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def seed_listing(today_2026: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from digest.ingest.run import IngestOptions, ingest_path
+    from tests.conftest import SEED
+
+    monkeypatch.setenv("SEMANTIC_MATCHING", "off")  # the lexical core is enough here
+    ingest_path(SEED, IngestOptions(source="test"))
+
+
+def test_signup_preview_shows_what_the_latest_listing_would_send(
+    client: Client, seed_listing: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        "subscriptions.tasks.process_signup.delay",
+        lambda *a: pytest.fail("a preview must not subscribe"),
+    )
+    page = client.post(
+        "/subscribe/", {**SIGNUP, "email": "", "interests": "federated learning", "preview": "1"}
+    )
+    body = page.content.decode()
+    assert page.status_code == 200 and "would have sent you 1 paper" in body
+    assert "FedD2S: Personalized Data-Free Federated Knowledge Distillation" in body
+    assert "matched: federated learning" in body
+    assert "federated learning</textarea>" in body  # what was typed is kept
+    assert Subscriber.objects.count() == 0
+
+
+def test_preview_says_so_when_nothing_would_be_sent(client: Client, seed_listing: None) -> None:
+    body = client.post(
+        "/subscribe/", {**SIGNUP, "interests": "protein docking in zebrafish", "preview": "1"}
+    ).content.decode()
+    assert "none of the 94 papers" in body
+
+
+def test_preview_reports_an_unusable_profile(client: Client, seed_listing: None) -> None:
+    body = client.post(
+        "/subscribe/", {**SIGNUP, "interests": "the, of", "preview": "1"}
+    ).content.decode()
+    assert "no words that can match" in body
+
+
+def test_manage_preview_leaves_preferences_alone(
+    client: Client, manage_url: str, seed_listing: None
+) -> None:
+    page = client.post(
+        manage_url,
+        {
+            "action": "preview",
+            "interests": "graph neural networks",
+            "frequency": "daily",
+            "weekday": "0",
+            "delivery_hour": "7",
+            "timezone": "UTC",
+            "max_papers": "5",
+        },
+    )
+    assert "Evaluating Deep Graph Neural Networks" in page.content.decode()
+    assert Subscriber.objects.get().interests == "graphs"

@@ -68,6 +68,9 @@ class _Compiled:
     exclusion_owner: list[int] = field(default_factory=list)
 
 
+_CompiledTopic = tuple[list[tuple[dict[int, float], float]], dict[int, float], float]
+
+
 def _topic_label(topic: Topic) -> str:
     return topic.text
 
@@ -92,6 +95,7 @@ class Matcher:
             else np.zeros(index.size, dtype=np.float32)
         )
         self._weights_t = index.weights.T.tocsr()
+        self._topics: dict[tuple[tuple[str, ...], tuple[str, ...]], _CompiledTopic] = {}
         self._presence_t = index.presence.T.tocsr()
 
     # --- compiling profiles -----------------------------------------------------------------
@@ -117,18 +121,30 @@ class Matcher:
         row = {self.index.vocabulary[t]: 1.0 for t in needed if t in self.index.vocabulary}
         return row, (float(len(needed)) if len(row) == len(needed) else float("inf"))
 
+    def _topic(self, topic: Topic) -> _CompiledTopic:
+        """Query rows of one topic, cached: many subscribers share topics."""
+        key = (topic.words, topic.phrases)
+        found = self._topics.get(key)
+        if found is None:
+            sequence = terms(" ".join(topic.words))
+            variants = []
+            for variant in [sequence, *alternatives(sequence)]:
+                row, ideal = self._row(variant)
+                variants.append((row, ideal or 1.0))
+            found = (variants, *self._required(topic.phrases))
+            self._topics[key] = found
+        return found
+
     def _compile(self, profiles: Sequence[Profile]) -> _Compiled:
         out = _Compiled()
         for owner, profile in enumerate(profiles):
             out.profile_first_topic.append(len(out.topic_label))
             for topic in profile.topics:
                 out.topic_first_variant.append(len(out.variant_rows))
-                sequence = terms(" ".join(topic.words))
-                for variant in [sequence, *alternatives(sequence)]:
-                    row, ideal = self._row(variant)
+                variants, required, need = self._topic(topic)
+                for row, ideal in variants:
                     out.variant_rows.append(row)
-                    out.variant_ideal.append(ideal or 1.0)
-                required, need = self._required(topic.phrases)
+                    out.variant_ideal.append(ideal)
                 out.topic_required.append(required)
                 out.topic_need.append(need)
                 out.topic_label.append(_topic_label(topic))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 
 import numpy as np
 from django.db.models import Max
@@ -109,6 +109,20 @@ class StoredEmbeddingScorer(semantic.EmbeddingScorer):
         if unknown:
             self.cache.update(topic_vectors(unknown))
         return super().topic_similarity(topics)
+
+
+def embed_recent_papers(days: int = 14, limit: int = 5000) -> int:
+    """Compute the missing embeddings of recently seen papers (after an ingest)."""
+    if not semantic.available():
+        return 0
+    since = timezone.now() - timedelta(days=days)
+    papers = list(
+        Paper.objects.filter(first_seen__gte=since, embedding__isnull=True)
+        .only("id", "title", "abstract")
+        .order_by("-first_seen")[:limit]
+    )
+    paper_vectors(papers)
+    return len(papers)
 
 
 def embed_profile(interests: str) -> None:
