@@ -128,13 +128,12 @@ def matching_phase(use_semantic: bool) -> dict[str, Any]:
         .order_by("id")
         .values_list("interests", "max_papers")
     )
-    profiles_cache: dict[str, Any] = {}
     chunk: list[tuple[str, int]] = []
     included = with_any = subscribers = 0
 
     def run(chunk: list[tuple[str, int]]) -> None:
         nonlocal included, with_any, subscribers
-        profiles = [profiles_cache.setdefault(t, parse_interests(t)) for t, _ in chunk]
+        profiles = [parse_interests(t) for t, _ in chunk]
         for found in matcher.digests(profiles, [m for _, m in chunk], chunk_size=CHUNK):
             subscribers += 1
             included += len(found)

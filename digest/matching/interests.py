@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 MAX_CHARS = 500
 MAX_TOPICS = 20
@@ -29,6 +30,7 @@ STOP_WORDS = frozenset(
     studies stuff things topic topics interested interest like""".split()
 )
 
+_SEPARATORS = re.compile(r"[,;\n\r]")
 _TOKEN = re.compile(r'(-?)"([^"]*)"|(-?)([^\s"]+)|(")')
 # Apostrophes may be typed straight or curly (U+2019).
 _WORD = re.compile(r"[^\W_]+(?:[-'\u2019.+][^\W_]+)*", re.UNICODE)
@@ -69,6 +71,8 @@ def words_of(text: str) -> list[str]:
 
 def _split_topics(text: str) -> list[str]:
     """Split on commas, semicolons and line breaks that are not inside quotes."""
+    if '"' not in text:  # the common case, without a character loop
+        return [part.strip() for part in _SEPARATORS.split(text) if part.strip()]
     parts: list[str] = []
     current: list[str] = []
     quoted = False
@@ -87,6 +91,19 @@ def _split_topics(text: str) -> list[str]:
 
 
 def _parse_topic(raw: str, excluded: list[str]) -> Topic | None:
+    topic, exclusions = _parse_topic_cached(raw)
+    excluded.extend(exclusions)
+    return topic
+
+
+@lru_cache(maxsize=65_536)
+def _parse_topic_cached(raw: str) -> tuple[Topic | None, tuple[str, ...]]:
+    """One topic and the exclusions written in it; cached, as many profiles share topics."""
+    excluded: list[str] = []
+    return _parse_one(raw, excluded), tuple(excluded)
+
+
+def _parse_one(raw: str, excluded: list[str]) -> Topic | None:
     words: list[str] = []
     phrases: list[str] = []
     shown: list[str] = []

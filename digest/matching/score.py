@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -44,8 +44,9 @@ class SemanticScorer(Protocol):
     def topic_similarity(self, topics: Sequence[str]) -> np.ndarray: ...
 
 
-@dataclass(frozen=True)
-class Ranked:
+class Ranked(NamedTuple):
+    """One paper for one profile (a tuple: hundreds of thousands are made per run)."""
+
     paper: int  # position in ``PaperIndex.papers``
     score: float
     included: bool
@@ -69,6 +70,33 @@ class _Compiled:
 
 
 _CompiledTopic = tuple[list[tuple[dict[int, float], float]], dict[int, float], float]
+
+
+def group_max(rows: np.ndarray, starts: Sequence[int] | np.ndarray, end: int) -> np.ndarray:
+    """Row-wise max over consecutive groups of rows (group i = rows[starts[i]:starts[i+1]]).
+
+    Done slot by slot (the first row of every group, then the second ...): groups are small
+    (a handful of topics per profile) and numpy's reduceat is slow along axis 0.
+    """
+    first = np.asarray(starts, dtype=np.int64)
+    sizes = np.diff(np.append(first, end))
+    best = rows[first].copy()
+    for slot in range(1, int(sizes.max()) if len(sizes) else 0):
+        has = np.flatnonzero(sizes > slot)
+        best[has] = np.maximum(best[has], rows[first[has] + slot])
+    return best
+
+
+def group_sum(rows: np.ndarray, starts: Sequence[int] | np.ndarray, end: int) -> np.ndarray:
+    """Row-wise sum over consecutive groups of rows, as one sparse-dense product."""
+    first = np.asarray(starts, dtype=np.int64)
+    sizes = np.diff(np.append(first, end))
+    owner = np.repeat(np.arange(len(first)), sizes)
+    indicator = sp.csr_matrix(
+        (np.ones(len(owner), dtype=rows.dtype), (owner, np.arange(len(owner)))),
+        shape=(len(first), len(rows)),
+    )
+    return np.asarray(indicator @ rows)
 
 
 def _topic_label(topic: Topic) -> str:
@@ -179,7 +207,7 @@ class Matcher:
         queries = self._sparse(compiled.variant_rows)
         lexical = (queries @ self._weights_t).toarray()
         lexical /= np.array(compiled.variant_ideal, dtype=np.float32)[:, None]
-        topics = np.maximum.reduceat(lexical, compiled.topic_first_variant, axis=0)
+        topics = group_max(lexical, compiled.topic_first_variant, len(compiled.variant_rows))
         need = np.array(compiled.topic_need, dtype=np.float32)
         if np.any(need > 0):
             hits = (self._sparse(compiled.topic_required) @ self._presence_t).toarray()
@@ -222,8 +250,8 @@ class Matcher:
         counts = np.diff([*compiled.profile_first_topic, len(compiled.topic_label)])
         has = counts > 0
         starts = np.array(compiled.profile_first_topic)[has]
-        best = np.maximum.reduceat(topics, starts, axis=0)
-        total = np.add.reduceat(topics, starts, axis=0)
+        best = group_max(topics, starts, len(topics))
+        total = group_sum(topics, starts, len(topics))
         scores[has] = best + OTHER_TOPICS_SHARE * (total - best)
         return scores
 
@@ -239,21 +267,34 @@ class Matcher:
         standing_out = (scores - mean) / spread >= OUTLIER_Z
         return (scores >= STRONG) | ((scores >= FLOOR) & standing_out)
 
-    def reason(
-        self, compiled: _Compiled, topics: np.ndarray, owner: int, paper: int, n_profiles: int
-    ) -> str:
-        starts = [*compiled.profile_first_topic, len(compiled.topic_label)]
-        first, last = starts[owner], starts[owner + 1]
-        if first == last:
-            return "top trending"
-        column = topics[first:last, paper]
-        best = float(column.max())
-        names = [
-            compiled.topic_label[first + i]
-            for i, value in enumerate(column)
-            if value > 0 and value >= max(0.5 * best, 0.5 * FLOOR)
+    def reasons(
+        self, compiled: _Compiled, topics: np.ndarray, owners: np.ndarray, papers: np.ndarray
+    ) -> list[str]:
+        """Why each (profile, paper) pair matched: the topics scoring at least half the best
+        one, computed for all pairs at once."""
+        starts = np.array([*compiled.profile_first_topic, len(compiled.topic_label)])
+        first = starts[owners]
+        count = starts[owners + 1] - first
+        pair_of = np.repeat(np.arange(len(owners)), count)
+        offsets = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+        topic_of = first[pair_of] + offsets
+        values = topics[topic_of, papers[pair_of]] if len(topic_of) else np.zeros(0)
+        best = np.zeros(len(owners), dtype=np.float32)
+        np.maximum.at(best, pair_of, values)
+        keep = (values > 0) & (values >= np.maximum(0.5 * best[pair_of], 0.5 * FLOOR))
+        names: list[list[str]] = [[] for _ in range(len(owners))]
+        labels = compiled.topic_label
+        for pair, topic in zip(pair_of[keep].tolist(), topic_of[keep].tolist(), strict=True):
+            names[pair].append(labels[topic])
+        return [
+            "top trending" if not n_topics else ("matched: " + ", ".join(found) if found else "")
+            for n_topics, found in zip(count.tolist(), names, strict=True)
         ]
-        return "matched: " + ", ".join(names) if names else ""
+
+    @staticmethod
+    def _order_key(scores: np.ndarray) -> np.ndarray:
+        """Best first; equal scores by paper position, so every code path orders alike."""
+        return -scores.astype(np.float64) + np.arange(scores.shape[1]) * 1e-12
 
     def rank(self, profile: Profile, limit: int) -> list[Ranked]:
         """Every candidate for one profile, best first; ``included`` marks the digest's papers
@@ -261,16 +302,18 @@ class Matcher:
         scores, topics, compiled = self.score([profile])
         row = scores[0]
         eligible = self.eligible(scores)[0]
-        order = np.argsort(-row, kind="stable")
+        order = np.argsort(self._order_key(scores)[0])
+        reasons = self.reasons(compiled, topics, np.zeros(len(order), dtype=int), order)
         ranked, included = [], 0
-        for paper in order:
+        for paper, reason in zip(order.tolist(), reasons, strict=True):
             value = float(row[paper])
             take = bool(eligible[paper]) and included < limit
             included += take
-            reason = self.reason(compiled, topics, 0, int(paper), 1) if value > 0 else ""
             if value == EXCLUDED:
                 reason = "excluded"
-            ranked.append(Ranked(int(paper), round(value, 4), bool(take), reason))
+            elif value <= 0:
+                reason = ""
+            ranked.append(Ranked(paper, round(value, 4), take, reason))
         return ranked
 
     def digests(
@@ -286,25 +329,25 @@ class Matcher:
     def _pick(
         self, scores: np.ndarray, topics: np.ndarray, compiled: _Compiled, limits: Sequence[int]
     ) -> Iterator[list[Ranked]]:
-        n_profiles = len(limits)
-        eligible = self.eligible(scores)
-        for owner in range(n_profiles):
-            candidates = np.flatnonzero(eligible[owner])
-            if not len(candidates):
-                yield []
-                continue
-            limit = limits[owner]
-            values = scores[owner, candidates]
-            if len(candidates) > limit:
-                keep = np.argpartition(-values, limit - 1)[:limit]
-                candidates, values = candidates[keep], values[keep]
-            order = np.argsort(-values, kind="stable")
-            yield [
-                Ranked(
-                    int(candidates[i]),
-                    round(float(values[i]), 4),
-                    True,
-                    self.reason(compiled, topics, owner, int(candidates[i]), n_profiles),
-                )
-                for i in order
-            ]
+        """Top-k of the eligible papers of every profile in the chunk, without a Python loop
+        over (profile, paper) pairs."""
+        n_profiles, n_papers = scores.shape
+        caps = np.minimum(np.asarray(limits, dtype=int), n_papers)
+        k = int(caps.max()) if n_profiles and n_papers else 0
+        if k <= 0:
+            yield from ([] for _ in range(n_profiles))
+            return
+        key = np.where(self.eligible(scores), self._order_key(scores), np.inf)
+        top = np.argpartition(key, k - 1, axis=1)[:, :k]
+        top = np.take_along_axis(top, np.argsort(np.take_along_axis(key, top, 1), axis=1), 1)
+        keep = np.isfinite(np.take_along_axis(key, top, 1)) & (np.arange(k) < caps[:, None])
+        owners, slots = np.nonzero(keep)
+        papers = top[owners, slots]
+        values = np.round(scores[owners, papers].astype(np.float64), 4).tolist()
+        reasons = self.reasons(compiled, topics, owners, papers)
+        found: list[list[Ranked]] = [[] for _ in range(n_profiles)]
+        for owner, paper, value, reason in zip(
+            owners.tolist(), papers.tolist(), values, reasons, strict=True
+        ):
+            found[owner].append(Ranked(paper, value, True, reason))
+        yield from found
