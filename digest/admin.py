@@ -9,7 +9,15 @@ from django.db.models import JSONField, QuerySet, URLField
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
-from digest.models import IngestRun, Paper, RejectedEntry, SourceState
+from digest.models import (
+    DeliveryControl,
+    Digest,
+    DigestItem,
+    IngestRun,
+    Paper,
+    RejectedEntry,
+    SourceState,
+)
 
 
 class SourceFilter(admin.SimpleListFilter):
@@ -140,3 +148,76 @@ class SourceStateAdmin(admin.ModelAdmin):
         "last_status",
         "consecutive_failures",
     )
+
+
+class DigestItemInline(admin.TabularInline):
+    model = DigestItem
+    extra = 0
+    can_delete = False
+    fields = ("rank", "paper", "score", "reason")
+    readonly_fields = fields
+    max_num = 0
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Digest)
+class DigestAdmin(admin.ModelAdmin):
+    list_display = (
+        "created_at",
+        "subscriber",
+        "period",
+        "state",
+        "attempts",
+        "sent_at",
+        "subject",
+        "error_short",
+    )
+    list_filter = ("state", "period")
+    search_fields = ("subscriber__email", "subject", "error")
+    date_hierarchy = "created_at"
+    inlines = [DigestItemInline]
+    list_select_related = ("subscriber",)
+    readonly_fields = (
+        "subscriber",
+        "period",
+        "state",
+        "created_at",
+        "claimed_at",
+        "enqueued_at",
+        "sent_at",
+        "attempts",
+        "error",
+        "subject",
+        "size_bytes",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="error")
+    def error_short(self, obj: Digest) -> str:
+        return obj.error[:80]
+
+
+@admin.register(DeliveryControl)
+class DeliveryControlAdmin(admin.ModelAdmin):
+    """The kill switch: tick "paused" to stop planning and sending at once."""
+
+    list_display = ("__str__", "paused", "note", "changed_at")
+    list_editable = ("paused", "note")
+    list_display_links = None
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return not DeliveryControl.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[DeliveryControl]:
+        DeliveryControl.current()
+        return super().get_queryset(request)

@@ -152,3 +152,90 @@ class TopicEmbedding(models.Model):
 
     def __str__(self) -> str:
         return self.text
+
+
+class Digest(models.Model):
+    """One digest for one subscriber and one period, created with its items before sending.
+
+    ``period`` names the subscriber's local day (``2026-03-11``) or ISO week (``2026-W11``); the
+    unique constraint makes a second digest for the same period impossible.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "pending"
+        SENDING = "sending", "sending"
+        SENT = "sent", "sent"
+        FAILED = "failed", "failed"
+        SKIPPED = "skipped", "skipped (nothing to send)"
+
+    subscriber = models.ForeignKey(
+        "subscriptions.Subscriber", on_delete=models.CASCADE, related_name="digests"
+    )
+    period = models.CharField(max_length=20)
+    state = models.CharField(
+        max_length=10, choices=State.choices, default=State.PENDING, db_index=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    subject = models.CharField(max_length=300, blank=True)
+    size_bytes = models.PositiveIntegerField(null=True, blank=True)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["subscriber", "period"], name="digest_once_per_period")
+        ]
+
+    def __str__(self) -> str:
+        return f"digest {self.period} for subscriber #{self.subscriber_id} ({self.state})"
+
+
+class DigestItem(models.Model):
+    """A paper in a digest, with why it matched. A paper goes to a subscriber at most once."""
+
+    digest = models.ForeignKey(Digest, on_delete=models.CASCADE, related_name="items")
+    subscriber = models.ForeignKey(
+        "subscriptions.Subscriber", on_delete=models.CASCADE, related_name="+"
+    )
+    paper = models.ForeignKey(Paper, on_delete=models.CASCADE, related_name="+")
+    rank = models.PositiveSmallIntegerField()
+    score = models.FloatField()
+    reason = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["digest", "rank"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscriber", "paper"], name="paper_once_per_subscriber"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.rank} of {self.digest}"
+
+
+class DeliveryControl(models.Model):
+    """The operator's kill switch: one row; while ``paused``, nothing is planned or sent.
+
+    Pausing keeps the schedule: subscribers' next digests simply cover everything since their
+    previous one. ``SENDING_ENABLED=false`` in the environment does the same from settings.
+    """
+
+    paused = models.BooleanField(default=False)
+    note = models.CharField(max_length=200, blank=True)
+    changed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "delivery control"
+
+    def __str__(self) -> str:
+        return "sending paused" if self.paused else "sending on"
+
+    @classmethod
+    def current(cls) -> DeliveryControl:
+        control, _ = cls.objects.get_or_create(pk=1)
+        return control

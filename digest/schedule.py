@@ -15,6 +15,11 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
             "options": {"expires": float(settings.INBOX_SCAN_SECONDS)},
         },
     }
+    schedule["plan-digests"] = {
+        "task": "digest.tasks.plan_digests",
+        "schedule": 60.0 * settings.DIGEST_PLAN_MINUTES,
+        "options": {"expires": 60.0 * settings.DIGEST_PLAN_MINUTES},
+    }
     schedule["purge-stale-pending"] = {
         "task": "subscriptions.tasks.purge_stale_pending",
         "schedule": 3600.0 * settings.PURGE_PENDING_HOURS,

@@ -123,7 +123,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     # Longer than the longest task (the hard time limit below), so an unacknowledged message
     # is redelivered only when its worker is really gone.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 3600}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 2 * 3600, minimum=1)
+    }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -186,6 +188,18 @@ SIGNUP_LIMIT_PER_IP = env_int("SIGNUP_LIMIT_PER_IP", 10, minimum=1)
 SIGNUP_LIMIT_PER_ADDRESS = env_int("SIGNUP_LIMIT_PER_ADDRESS", 3, minimum=1)
 SIGNUP_LIMIT_WINDOW_SECONDS = env_int("SIGNUP_LIMIT_WINDOW_SECONDS", 3600, minimum=1)
 PURGE_PENDING_HOURS = env_int("PURGE_PENDING_HOURS", 6, minimum=1)
+
+# --- Delivery -------------------------------------------------------------------------------
+SENDING_ENABLED = env_bool("SENDING_ENABLED", True)  # the kill switch (admin can pause too)
+DIGEST_CHUNK_SIZE = env_int("DIGEST_CHUNK_SIZE", 200, minimum=1)
+DIGEST_PLAN_MINUTES = env_int("DIGEST_PLAN_MINUTES", 5, minimum=1)
+MAIL_MAX_BYTES = env_int("MAIL_MAX_BYTES", 300_000, minimum=10_000)
+LIST_ID = env_str("LIST_ID")  # default: "<SITE_NAME> <digest.HOST>" from SITE_URL
+DKIM_DOMAIN = env_str("DKIM_DOMAIN")
+DKIM_SELECTOR = env_str("DKIM_SELECTOR")
+DKIM_PRIVATE_KEY_PATH = env_str("DKIM_PRIVATE_KEY_PATH")
+SMTP_RETRY_WINDOW_MINUTES = env_int("SMTP_RETRY_WINDOW_MINUTES", 120, minimum=1)
+SUPPRESS_AFTER_HARD_FAILURES = env_int("SUPPRESS_AFTER_HARD_FAILURES", 2, minimum=1)
 
 # --- Web ----------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

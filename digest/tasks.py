@@ -11,6 +11,8 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from digest import inbox
+from digest.delivery import plan
+from digest.delivery.errors import TransientDeliveryError
 from digest.fetch import fetch_source
 from digest.ingest.run import fail_interrupted_runs
 from digest.matching import semantic
@@ -83,3 +85,33 @@ def fetch_source_url(url: str) -> str:
     run = fetch_source(url)
     _after_ingest(run.status)
     return str(run.status)
+
+
+# --- delivery ----------------------------------------------------------------------------------
+
+
+@shared_task(ignore_result=True)
+def plan_digests() -> int:
+    """Beat, every few minutes: create the due digests and queue them in chunks."""
+    chunks = plan.plan()
+    for ids in chunks:
+        send_digest_chunk.delay(ids)
+    return len(chunks)
+
+
+@shared_task(
+    bind=True,
+    ignore_result=True,
+    acks_late=True,
+    autoretry_for=(TransientDeliveryError, DatabaseError),
+    retry_backoff=30,
+    retry_backoff_max=600,
+    retry_jitter=True,
+    max_retries=10,
+)
+def send_digest_chunk(self: object, digest_ids: list[int]) -> dict[str, int]:
+    """Prepare and send one chunk. Safe to run again: only pending digests are touched."""
+    from digest.delivery.send import process_chunk
+
+    result = process_chunk(digest_ids)
+    return {"sent": result.sent, "skipped": result.skipped, "failed": result.failed}

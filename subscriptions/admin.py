@@ -87,6 +87,23 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
+class SuppressedFilter(admin.SimpleListFilter):
+    title = "delivery"
+    parameter_name = "suppressed"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "suppressed (hard bounces)"), ("no", "not suppressed")]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[Subscriber]
+    ) -> QuerySet[Subscriber]:
+        if self.value() == "yes":
+            return queryset.filter(suppressed_at__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(suppressed_at__isnull=True)
+        return queryset
+
+
 @admin.register(Subscriber)
 class SubscriberAdmin(admin.ModelAdmin):
     form = SubscriberAdminForm
@@ -100,7 +117,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         "created_at",
         "confirmed_at",
     )
-    list_filter = ("status", "frequency", TimezoneInUseFilter)
+    list_filter = ("status", SuppressedFilter, "frequency", TimezoneInUseFilter)
     search_fields = ("email", "interests")
     date_hierarchy = "created_at"
     readonly_fields = (
@@ -112,6 +129,8 @@ class SubscriberAdmin(admin.ModelAdmin):
         "unsubscribed_at",
         "confirmation_sent_at",
         "confirmations_sent",
+        "hard_failures",
+        "suppressed_at",
     )
     list_per_page = 100
     actions = [
@@ -119,6 +138,7 @@ class SubscriberAdmin(admin.ModelAdmin):
         "resume_selected",
         "unsubscribe_selected",
         "resend_confirmation",
+        "clear_suppression",
         "export_selected",
     ]
 
@@ -185,6 +205,14 @@ class SubscriberAdmin(admin.ModelAdmin):
             "pending. An address mailed in the last few minutes is not mailed again yet.",
             messages.SUCCESS if pending else messages.WARNING,
         )
+
+    @admin.action(description="Clear delivery suppression", permissions=["change"])
+    def clear_suppression(self, request: HttpRequest, queryset: QuerySet[Subscriber]) -> None:
+        """Repeated hard bounces suppress an address; an operator who fixed it lifts that."""
+        cleared = queryset.filter(suppressed_at__isnull=False).update(
+            suppressed_at=None, hard_failures=0
+        )
+        self.message_user(request, f"Cleared suppression of {_plural(cleared, 'subscriber')}.")
 
     @admin.action(description="Export selected as CSV", permissions=["view"])
     def export_selected(

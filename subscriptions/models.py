@@ -68,6 +68,15 @@ class Subscriber(models.Model):
     unsubscribed_at = models.DateTimeField(null=True, blank=True)
     confirmation_sent_at = models.DateTimeField(null=True, blank=True)
     confirmations_sent = models.PositiveIntegerField(default=0)
+    hard_failures = models.PositiveIntegerField(
+        default=0, help_text="permanent delivery failures (5xx) in a row"
+    )
+    suppressed_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        db_index=True,
+        help_text="set after repeated hard failures: no mail is sent until cleared",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -80,5 +89,5 @@ class Subscriber(models.Model):
 
     @property
     def is_active(self) -> bool:
-        """Confirmed and not paused: the only state in which digests are sent."""
-        return self.status == self.Status.CONFIRMED
+        """Confirmed, not paused, not suppressed: the only state in which digests are sent."""
+        return self.status == self.Status.CONFIRMED and self.suppressed_at is None

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import factory
 
-from digest.models import Paper
+from digest.models import Digest, DigestItem, Paper
 from subscriptions.models import Subscriber
 
 SEEN = datetime(2024, 3, 11, 12, 0, tzinfo=UTC)
@@ -40,3 +40,23 @@ class SubscriberFactory(factory.django.DjangoModelFactory):
     confirmed_at = factory.LazyAttribute(
         lambda s: None if s.status == Subscriber.Status.PENDING else SEEN
     )
+
+
+class DigestFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Digest
+
+    subscriber = factory.SubFactory(SubscriberFactory)
+    period = factory.Sequence(lambda n: (date(2024, 3, 11) + timedelta(days=n)).isoformat())
+
+
+class DigestItemFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = DigestItem
+
+    digest = factory.SubFactory(DigestFactory)
+    subscriber = factory.LazyAttribute(lambda item: item.digest.subscriber)
+    paper = factory.SubFactory(PaperFactory)
+    rank = factory.Sequence(lambda n: n + 1)
+    score = 1.0
+    reason = "matches state space models"

@@ -317,14 +317,21 @@ class Matcher:
         return ranked
 
     def digests(
-        self, profiles: Sequence[Profile], limits: Sequence[int], chunk_size: int = 2000
+        self,
+        profiles: Sequence[Profile],
+        limits: Sequence[int],
+        chunk_size: int = 2000,
+        allowed: np.ndarray | None = None,
     ) -> Iterator[list[Ranked]]:
         """For each profile, the included papers only (best first), computed chunk by chunk so
-        memory follows ``chunk_size``, not the number of profiles."""
+        memory follows ``chunk_size``, not the number of profiles. ``allowed`` (profiles x
+        papers, bool) limits each profile to some candidates, e.g. papers it has not had yet."""
         for start in range(0, len(profiles), chunk_size):
-            chunk = profiles[start : start + chunk_size]
-            scores, topics, compiled = self.score(chunk)
-            yield from self._pick(scores, topics, compiled, limits[start : start + chunk_size])
+            end = start + chunk_size
+            scores, topics, compiled = self.score(profiles[start:end])
+            if allowed is not None:
+                scores = np.where(allowed[start:end], scores, EXCLUDED)
+            yield from self._pick(scores, topics, compiled, limits[start:end])
 
     def _pick(
         self, scores: np.ndarray, topics: np.ndarray, compiled: _Compiled, limits: Sequence[int]

@@ -1,0 +1,335 @@
+#!/usr/bin/env python
+"""Delivery throughput: plan -> match -> render -> SMTP -> state recorded, end to end.
+
+    .venv/bin/python bench/delivery.py [--subscribers 20000] [--papers 1000] [--pg URL]
+
+In a throw-away PostgreSQL database: ``--papers`` real papers (arXiv RSS sample) as the latest
+listing, ``--subscribers`` confirmed subscribers with varied interests. The SMTP server is
+Postfix's C sink (``smtp-sink``) when installed, else an aiosmtpd sink (said in the output);
+what the sink accepted is counted and must equal what was recorded as sent. Printed, from one
+run: digests/s with one worker process and with two, and the rate of a bare loop that only
+renders the same digests and pushes them over one SMTP connection. Peak RSS per worker is
+printed for two subscriber counts.
+Targets (issue 5): one worker >= 70% of the bare loop; two >= 1.6x one; >= 500/s with two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+RSS = ROOT.parent / "shared" / "samples" / "arxiv-rss-2024-11-28.xml"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Sink:
+    """A local SMTP sink that counts accepted messages."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.kind = "smtp-sink (Postfix, C)" if shutil.which("smtp-sink") else "aiosmtpd (Python)"
+        if shutil.which("smtp-sink"):
+            cmd = ["smtp-sink", "-c", "-u", "root", f"127.0.0.1:{self.port}", "1000"]
+        else:
+            cmd = [sys.executable, __file__, "--aiosmtpd-sink", str(self.port)]
+        # Counters go to a file: a pipe nobody reads fills up and stalls the sink.
+        self.log = tempfile.NamedTemporaryFile("w+", suffix=".sink")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=self.log,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
+        self.counted = 0
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+
+    def stop(self) -> int:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(timeout=10)
+        self.log.seek(0)
+        out = self.log.read()
+        counts = re.findall(r"mesg=(\d+)", out) or re.findall(r"accepted=(\d+)", out)
+        return int(counts[-1]) if counts else -1
+
+
+def aiosmtpd_sink(port: int) -> None:
+    from aiosmtpd.controller import Controller
+
+    accepted = 0
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            nonlocal accepted
+            accepted += 1
+            return "250 OK"
+
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+
+    def stop(*_: Any) -> None:
+        controller.stop()
+        print(f"accepted={accepted}", flush=True)
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.pause()
+
+
+def setup_django(smtp_port: int | None = None) -> None:
+    if smtp_port:
+        os.environ.update({"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(smtp_port)})
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digest.settings")
+    os.environ.setdefault("SEMANTIC_MATCHING", "off")
+    import django
+
+    django.setup()
+    import logging
+
+    logging.disable(logging.WARNING)
+
+
+def populate(n_subscribers: int, n_papers: int) -> None:
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from matching_speed import topic_pool
+
+    from digest.ingest.run import IngestOptions, ingest_path
+    from digest.models import Paper
+    from subscriptions.models import Subscriber
+
+    ingest_path(RSS, IngestOptions(source="bench"))
+    keep = list(Paper.objects.order_by("id").values_list("id", flat=True)[:n_papers])
+    Paper.objects.exclude(id__in=keep).update(listing_date=None)
+    rng = random.Random(5)
+    pool = topic_pool(
+        list(Paper.objects.filter(id__in=keep).values_list("title", flat=True)), 3000, rng
+    )
+    Subscriber.objects.bulk_create(
+        [
+            Subscriber(
+                email=f"r{i}@bench.example",
+                status="confirmed",
+                delivery_hour=0,
+                timezone="UTC",
+                interests=", ".join(rng.sample(pool, rng.randint(1, 5))),
+                max_papers=rng.choice([5, 10, 20]),
+            )
+            for i in range(n_subscribers)
+        ],
+        batch_size=5000,
+    )
+
+
+def worker(ids_file: str, smtp_port: int) -> None:
+    """One worker process: send the chunks listed in ``ids_file``; print its figures."""
+    setup_django(smtp_port)
+    from digest.delivery.send import process_chunk
+
+    chunks = json.loads(Path(ids_file).read_text())
+    sent = 0
+    for ids in chunks:
+        sent += process_chunk(ids).sent
+    print(json.dumps({"sent": sent, "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+
+
+def pipeline(workers: int, smtp_port: int, tmp: Path) -> dict[str, Any]:
+    """Plan in this process, then send the chunks with ``workers`` processes; all timed."""
+    from django.utils import timezone
+
+    from digest.delivery import plan as planning
+    from digest.models import Digest, DigestItem
+
+    DigestItem.objects.all().delete()
+    Digest.objects.all().delete()
+    start = time.perf_counter()
+    chunks = planning.plan(timezone.now())
+    shares = [chunks[i::workers] for i in range(workers)]
+    procs = []
+    for n, share in enumerate(shares):
+        path = tmp / f"chunks-{workers}-{n}.json"
+        path.write_text(json.dumps(share))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, __file__, "--worker", str(path), "--smtp-port", str(smtp_port)],
+                stdout=subprocess.PIPE,
+                text=True,
+                env=os.environ.copy(),
+            )
+        )
+    results = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    elapsed = time.perf_counter() - start
+    sent = Digest.objects.filter(state="sent").count()
+    skipped = Digest.objects.filter(state="skipped").count()
+    return {
+        "seconds": elapsed,
+        "sent": sent,
+        "skipped": skipped,
+        "digests": sent + skipped,
+        "rss_kb": max(r["rss_kb"] for r in results),
+        "reported": sum(r["sent"] for r in results),
+    }
+
+
+def bare_loop(smtp_port: int, limit: int) -> dict[str, Any]:
+    """Only render the same digests and push them over one connection: the ceiling."""
+    from django.core.mail import get_connection
+
+    from digest.delivery.message import build_digest_message, content_for
+    from digest.models import Digest
+
+    contents = [
+        content_for(d)
+        for d in Digest.objects.filter(state="sent")
+        .select_related("subscriber")
+        .order_by("id")[:limit]
+    ]
+    connection = get_connection(host="127.0.0.1", port=smtp_port)
+    connection.open()
+    start = time.perf_counter()
+    for content in contents:
+        build_digest_message(content, connection=connection).send()
+    elapsed = time.perf_counter() - start
+    connection.close()
+    return {"seconds": elapsed, "sent": len(contents)}
+
+
+def run_in_database(pg: str, n_subscribers: int, n_papers: int, modes: list[str]) -> dict[str, Any]:
+    import psycopg
+
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"{pg.rpartition('/')[0]}/{name}",
+        "DJANGO_DEBUG": "false",
+        "SEMANTIC_MATCHING": "off",
+    }
+    try:
+        subprocess.run(
+            [sys.executable, __file__, "--populate", str(n_subscribers), "--papers", str(n_papers)],
+            env=env,
+            check=True,
+            cwd=ROOT,
+        )
+        out = subprocess.run(
+            [sys.executable, __file__, "--measure", ",".join(modes)],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+        if out.returncode:
+            raise SystemExit(f"measuring failed:\n{out.stderr[-3000:]}")
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    finally:
+        with psycopg.connect(pg, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def measure(modes: list[str]) -> None:
+    sink = Sink()
+    setup_django(sink.port)
+    results: dict[str, Any] = {"sink": sink.kind}
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in modes:
+            if mode == "bare":
+                results["bare"] = bare_loop(sink.port, 5000)
+            else:
+                results[mode] = pipeline(int(mode), sink.port, Path(tmp))
+    results["sink_accepted"] = sink.stop()
+    print(json.dumps(results))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--subscribers", type=int, default=20_000)
+    parser.add_argument("--papers", type=int, default=1000)
+    parser.add_argument(
+        "--pg",
+        default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"),
+    )
+    parser.add_argument("--populate", type=int)
+    parser.add_argument("--measure")
+    parser.add_argument("--worker")
+    parser.add_argument("--smtp-port", type=int)
+    parser.add_argument("--aiosmtpd-sink", type=int)
+    args = parser.parse_args()
+    if args.aiosmtpd_sink:
+        aiosmtpd_sink(args.aiosmtpd_sink)
+    elif args.populate is not None:
+        setup_django()
+        populate(args.populate, args.papers)
+    elif args.measure:
+        measure(args.measure.split(","))
+    elif args.worker:
+        worker(args.worker, args.smtp_port)
+    else:
+        report(args)
+
+
+def report(args: argparse.Namespace) -> None:
+    full = run_in_database(args.pg, args.subscribers, args.papers, ["1", "bare", "2"])
+    small = run_in_database(args.pg, args.subscribers // 4, args.papers, ["2"])
+    one, two, bare = full["1"], full["2"], full["bare"]
+    rate = lambda r: r["sent"] / r["seconds"]  # noqa: E731
+    print(
+        f"{args.subscribers:,} subscribers, {args.papers:,} new papers; SMTP sink: "
+        f"{full['sink']}; sink accepted {full['sink_accepted']:,} messages"
+    )
+    print(
+        f"1 worker:  {rate(one):7.0f} digests/s ({one['sent']:,} sent, {one['skipped']:,} "
+        f"skipped as empty, {one['seconds']:.1f} s), peak RSS {one['rss_kb'] / 1024:.0f} MiB"
+    )
+    print(
+        f"2 workers: {rate(two):7.0f} digests/s ({two['sent']:,} sent, {two['seconds']:.1f} s)"
+        f" = {rate(two) / rate(one):.2f}x one worker   [targets >= 1.6x, >= 500/s]"
+    )
+    print(
+        f"bare loop (render + SMTP, one connection): {rate(bare):7.0f} messages/s; one worker "
+        f"runs at {rate(one) / rate(bare):.0%} of it   [target >= 70%]"
+    )
+    quarter = small["2"]
+    print(
+        f"peak RSS per worker: {quarter['rss_kb'] / 1024:.0f} MiB at "
+        f"{args.subscribers // 4:,} subscribers vs {two['rss_kb'] / 1024:.0f} MiB at "
+        f"{args.subscribers:,}"
+    )
+    expected = one["sent"] + two["sent"] + bare["sent"]
+    if full["sink_accepted"] >= 0 and full["sink_accepted"] != expected:
+        raise SystemExit(
+            f"the sink accepted {full['sink_accepted']} messages, {expected} were recorded as sent"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Planning: which subscribers are due now, as pending ``Digest`` rows, queued in chunks.
+
+The planner runs every few minutes (beat). It works per time zone, so the database does the
+filtering: one query per (zone, frequency) for the subscribers whose local hour has come and
+who have no digest for the current period yet. Rows are created with ``ignore_conflicts``: the
+unique (subscriber, period) constraint, not the planner's care, is what prevents doubles.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from digest.delivery.schedule import DAILY, WEEKLY, local_now
+from digest.models import DeliveryControl, Digest
+from subscriptions.models import Subscriber
+
+log = logging.getLogger(__name__)
+
+
+def sending_paused() -> bool:
+    """The kill switch: the environment setting or the operator's switch in the admin."""
+    return not settings.SENDING_ENABLED or DeliveryControl.current().paused
+
+
+def lease() -> timedelta:
+    """How long a claimed or queued digest belongs to its worker before it counts as lost:
+    longer than any task may run, so a live worker is never second-guessed."""
+    return timedelta(seconds=int(settings.CELERY_TASK_TIME_LIMIT) + 300)
+
+
+def active_subscribers() -> Q:
+    return Q(status=Subscriber.Status.CONFIRMED, suppressed_at__isnull=True)
+
+
+def create_due_digests(now: datetime) -> int:
+    """Pending digests for every subscriber due at ``now``; returns how many were created."""
+    active = Subscriber.objects.filter(active_subscribers())
+    created = 0
+    for tz in active.values_list("timezone", flat=True).distinct().order_by():
+        local = local_now(now, tz)
+        due = active.filter(timezone=tz, delivery_hour__lte=local.hour)
+        for frequency, period, extra in (
+            (DAILY, local.daily_period, {}),
+            (WEEKLY, local.weekly_period, {"weekday": local.weekday}),
+        ):
+            ids = list(
+                due.filter(frequency=frequency, **extra)
+                .exclude(digests__period=period)
+                .values_list("id", flat=True)
+            )
+            rows = [Digest(subscriber_id=pk, period=period) for pk in ids]
+            Digest.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
+            created += len(rows)
+    return created
+
+
+def rescue_lost(now: datetime) -> int:
+    """Digests claimed by a worker that died mid-send go back to pending (the one in flight
+    may then be sent twice: the receiver can tell by its unchanged Message-ID)."""
+    return Digest.objects.filter(state=Digest.State.SENDING, claimed_at__lt=now - lease()).update(
+        state=Digest.State.PENDING, claimed_at=None, enqueued_at=None
+    )
+
+
+def chunks_to_send(now: datetime) -> list[list[int]]:
+    """Pending digests not queued yet (or queued so long ago the task must be lost), in chunks
+    of ``DIGEST_CHUNK_SIZE``; marks them queued."""
+    stale = now - lease()
+    ids = list(
+        Digest.objects.filter(state=Digest.State.PENDING)
+        .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale))
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    Digest.objects.filter(pk__in=ids).update(enqueued_at=now)
+    size = settings.DIGEST_CHUNK_SIZE
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
+def plan(now: datetime | None = None) -> list[list[int]]:
+    """One planner run: create due digests, rescue lost ones, return the chunks to queue."""
+    if sending_paused():
+        log.info("sending is paused: nothing planned")
+        return []
+    now = now or timezone.now()
+    from digest.delivery.send import expire_stale_pending
+
+    created = create_due_digests(now)
+    rescued = rescue_lost(now)
+    expire_stale_pending(now)
+    chunks = chunks_to_send(now)
+    if created or rescued or chunks:
+        log.info(
+            "planned %d new digests, rescued %d, queued %d chunks", created, rescued, len(chunks)
+        )
+    return chunks

@@ -1,0 +1,314 @@
+"""Planning and sending digests against a real SMTP server (aiosmtpd): exactly once, nothing
+lost, nothing sent to anyone who should not get it."""
+
+from __future__ import annotations
+
+import email
+from datetime import UTC, date, datetime, timedelta
+from email.policy import default
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from django.db import OperationalError
+from django.utils import timezone
+
+from digest.delivery import plan as planning
+from digest.delivery.errors import TransientDeliveryError
+from digest.delivery.send import process_chunk
+from digest.ingest.run import IngestOptions, ingest_bytes, ingest_path
+from digest.models import DeliveryControl, Digest, DigestItem
+from subscriptions.models import Subscriber
+from tests.browser import Recorder, free_port
+from tests.conftest import SEED, hf_item, hf_json
+
+pytestmark = pytest.mark.django_db
+
+NOON = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
+class Picky(Recorder):
+    """Accepts mail, except for addresses it refuses permanently (550)."""
+
+    def __init__(self, refuse: set[str]) -> None:
+        super().__init__()
+        self.refuse = refuse
+
+    async def handle_RCPT(
+        self,
+        server: Any,
+        session: Any,
+        envelope: Any,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if address in self.refuse:
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp(settings: Any) -> Any:
+    handler = Picky({"gone@example.org"})
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+    settings.EMAIL_TIMEOUT = 5
+    settings.SITE_URL = "https://digest.example.org"
+    yield handler
+    controller.stop()
+
+
+@pytest.fixture
+def listing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEMANTIC_MATCHING", "off")
+    ingest_path(SEED, IngestOptions(source="test", today=date(2026, 11, 29)))
+
+
+def subscriber(
+    email_: str, interests: str = "federated learning, graph neural networks", **fields: Any
+) -> Subscriber:
+    values = {
+        "status": "confirmed",
+        "confirmed_at": timezone.now(),
+        "delivery_hour": 8,
+        "timezone": "UTC",
+        **fields,
+    }
+    return Subscriber.objects.create(email=email_, interests=interests, **values)
+
+
+def run_all(now: Any = NOON) -> list[Any]:
+    return [process_chunk(ids) for ids in planning.plan(now)]
+
+
+def received(smtp: Recorder) -> list[str]:
+    return sorted(str(m["To"]) for m in smtp.messages)
+
+
+def test_only_active_due_subscribers_get_a_digest_once_per_period(
+    listing: None, smtp: Recorder
+) -> None:
+    subscriber("ada@example.org")
+    subscriber("late@example.org", delivery_hour=20)
+    subscriber("tokyo@example.org", timezone="Asia/Tokyo", delivery_hour=20)  # 21:00 there
+    subscriber("weekly@example.org", frequency="weekly", weekday=6)  # Nov 29 is a Sunday
+    subscriber("otherday@example.org", frequency="weekly", weekday=0)
+    for status in ("pending", "paused", "unsubscribed"):
+        subscriber(f"{status}@example.org", status=status)
+    subscriber("suppressed@example.org", suppressed_at=timezone.now())
+    run_all()
+    assert received(smtp) == ["ada@example.org", "tokyo@example.org", "weekly@example.org"]
+    run_all(NOON + timedelta(minutes=5))  # the next planner run: nothing twice
+    assert len(smtp.messages) == 3
+    assert set(Digest.objects.values_list("period", flat=True)) == {"2026-11-29", "2026-W48"}
+
+
+def test_a_digest_holds_the_matching_papers_with_reasons(listing: None, smtp: Recorder) -> None:
+    person = subscriber("ada@example.org")
+    run_all()
+    digest = Digest.objects.get(subscriber=person)
+    assert digest.state == "sent" and digest.sent_at and digest.subject
+    items = list(DigestItem.objects.filter(digest=digest).select_related("paper"))
+    titles = {i.paper.title for i in items}
+    assert "FedD2S: Personalized Data-Free Federated Knowledge Distillation" in titles
+    assert "Evaluating Deep Graph Neural Networks" in titles
+    assert all(i.reason.startswith("matched: ") for i in items)
+    message = smtp.messages[0]
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "FedD2S" in message.get_body(preferencelist=("plain",)).get_content()
+
+
+def test_no_paper_is_ever_sent_twice_and_empty_digests_are_skipped(
+    listing: None, smtp: Recorder
+) -> None:
+    person = subscriber("ada@example.org")
+    run_all()
+    first = set(DigestItem.objects.filter(subscriber=person).values_list("paper_id", flat=True))
+    # The next day the same papers reappear in a new dump, plus one new matching paper.
+    ingest_bytes(
+        hf_json(
+            [
+                hf_item(
+                    "2412.00001",
+                    "Federated learning on phones, revisited",
+                    summary="A federated learning method for phones.",
+                ),
+                hf_item(
+                    "2412.00002",
+                    "Evaluating Deep Graph Neural Networks",
+                    summary="The same paper, now with its arXiv id.",
+                ),
+            ]
+        ),
+        "day2.json",
+    )
+    run_all(NOON + timedelta(days=1))
+    second = Digest.objects.get(subscriber=person, period="2026-11-30")
+    papers = list(DigestItem.objects.filter(digest=second).values_list("paper__title", flat=True))
+    assert papers == ["Federated learning on phones, revisited"]
+    assert not first & set(
+        DigestItem.objects.filter(digest=second).values_list("paper_id", flat=True)
+    )
+    run_all(NOON + timedelta(days=2))  # nothing new: skipped, recorded, not sent
+    third = Digest.objects.get(subscriber=person, period="2026-12-01")
+    assert third.state == "skipped" and len(smtp.messages) == 2
+
+
+def test_unsubscribing_while_the_chunk_is_prepared_means_no_mail(
+    listing: None, smtp: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    leaving = subscriber("leaving@example.org")
+    subscriber("staying@example.org")
+    from digest.delivery import send
+
+    real_prepare = send.prepare
+
+    def prepare_then_unsubscribe(digests: list[Digest]) -> None:
+        real_prepare(digests)
+        Subscriber.objects.filter(pk=leaving.pk).update(status="unsubscribed")
+
+    monkeypatch.setattr(send, "prepare", prepare_then_unsubscribe)
+    run_all()
+    assert received(smtp) == ["staying@example.org"]
+    assert Digest.objects.get(subscriber=leaving).state == "skipped"
+
+
+def test_smtp_down_then_back_delivers_everything_once(
+    listing: None, smtp: Any, settings: Any
+) -> None:
+    for i in range(3):
+        subscriber(f"user{i}@example.org")
+    chunks = planning.plan(NOON)
+    good_port = settings.EMAIL_PORT
+    settings.EMAIL_PORT = free_port()  # nothing listens there: connection refused
+    with pytest.raises(TransientDeliveryError):
+        process_chunk(chunks[0])
+    assert set(Digest.objects.values_list("state", flat=True)) == {"pending"}
+    settings.EMAIL_PORT = good_port
+    process_chunk(chunks[0])  # the task's retry
+    process_chunk(chunks[0])  # and a duplicate delivery of the same task message
+    assert received(smtp) == ["user0@example.org", "user1@example.org", "user2@example.org"]
+
+
+def test_permanent_failures_are_recorded_and_repeated_ones_suppress(
+    listing: None, smtp: Recorder, settings: Any
+) -> None:
+    settings.SUPPRESS_AFTER_HARD_FAILURES = 2
+    gone = subscriber("gone@example.org")
+    subscriber("fine@example.org")
+    run_all()
+    assert received(smtp) == ["fine@example.org"]
+    failed = Digest.objects.get(subscriber=gone)
+    assert failed.state == "failed" and "550" in failed.error
+    gone.refresh_from_db()
+    assert gone.hard_failures == 1 and gone.suppressed_at is None
+    ingest_bytes(
+        hf_json(
+            [hf_item("2412.00001", "Federated learning, again", summary="Federated learning.")]
+        ),
+        "day2.json",
+    )
+    run_all(NOON + timedelta(days=1))
+    gone.refresh_from_db()
+    assert gone.hard_failures == 2 and gone.suppressed_at is not None
+    run_all(NOON + timedelta(days=2))
+    assert not Digest.objects.filter(subscriber=gone, period="2026-12-01").exists()
+
+
+def test_the_kill_switch_pauses_everything_without_losing_the_schedule(
+    listing: None, smtp: Recorder, settings: Any
+) -> None:
+    subscriber("ada@example.org")
+    DeliveryControl.objects.update_or_create(pk=1, defaults={"paused": True})
+    assert run_all() == [] and Digest.objects.count() == 0
+    DeliveryControl.objects.filter(pk=1).update(paused=False)
+    settings.SENDING_ENABLED = False
+    assert run_all() == []
+    settings.SENDING_ENABLED = True
+    run_all(NOON + timedelta(hours=1))
+    assert received(smtp) == ["ada@example.org"]
+
+
+def test_database_lost_mid_chunk_resends_at_most_the_one_in_flight(
+    listing: None, smtp: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(4):
+        subscriber(f"user{i}@example.org")
+    chunks = planning.plan(NOON)
+    from digest.delivery import send
+
+    real_send_one = send.send_one
+    calls = {"n": 0}
+
+    def flaky(digest: Digest, connection: Any, result: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            # The message goes out, then the database goes away before "sent" is recorded.
+            monkeypatch.setattr(Digest.objects, "filter", _raise_on_sent(Digest.objects.filter))
+        real_send_one(digest, connection, result)
+
+    monkeypatch.setattr(send, "send_one", flaky)
+    with pytest.raises(OperationalError):
+        process_chunk(chunks[0])
+    monkeypatch.undo()
+    assert len(smtp.messages) == 3
+    states = sorted(Digest.objects.values_list("state", flat=True))
+    assert states == ["pending", "sending", "sent", "sent"]
+    later = NOON + planning.lease() + timedelta(minutes=1)
+    run_all(later)  # the planner rescues the lost claim and the retry sends the rest
+    assert len(smtp.messages) == 5  # 4 digests + at most the single one in flight again
+    assert sorted(set(received(smtp))) == [f"user{i}@example.org" for i in range(4)]
+    assert set(Digest.objects.values_list("state", flat=True)) == {"sent"}
+
+
+def _raise_on_sent(real_filter: Any) -> Any:
+    class Guard:
+        def __init__(self, qs: Any) -> None:
+            self.qs = qs
+
+        def update(self, **values: Any) -> int:
+            if values.get("state") == Digest.State.SENT:
+                raise OperationalError("server closed the connection unexpectedly")
+            return self.qs.update(**values)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.qs, name)
+
+    return lambda *args, **kwargs: Guard(real_filter(*args, **kwargs))
+
+
+def test_every_message_parses_and_escapes_untrusted_text(listing: None, smtp: Recorder) -> None:
+    ingest_bytes(
+        hf_json(
+            [
+                hf_item(
+                    "2412.00009",
+                    "Federated <script>alert(1)</script> learning",
+                    summary="Federated learning with a <b>bold</b> claim.",
+                    listed="2026-03-11T00:00:00Z",  # the latest listing: a first digest's window
+                )
+            ]
+        ),
+        "evil.json",
+    )
+    subscriber("ada@example.org")
+    run_all()
+    raw = smtp.messages[0].as_bytes()
+    message = email.message_from_bytes(raw, policy=default)
+    assert message.get_content_type() == "multipart/alternative"
+    html = message.get_body(preferencelist=("html",)).get_content()
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    assert "<script>alert(1)" not in html, _debug_context(html)
+    assert "&lt;script&gt;" in html
+    assert "<script>alert(1)</script>" in text
+
+
+def _debug_context(html: str) -> str:
+    at = html.find("<script>alert(1)")
+    return html[max(0, at - 300) : at + 100]
