@@ -9,7 +9,6 @@ from email.policy import default
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from django.db import OperationalError
 from django.utils import timezone
 
@@ -19,7 +18,7 @@ from digest.delivery.send import process_chunk
 from digest.ingest.run import IngestOptions, ingest_bytes, ingest_path
 from digest.models import DeliveryControl, Digest, DigestItem
 from subscriptions.models import Subscriber
-from tests.browser import Recorder, free_port
+from tests.browser import Recorder, free_port, serving_smtp
 from tests.conftest import SEED, hf_item, hf_json
 
 pytestmark = pytest.mark.django_db
@@ -50,18 +49,10 @@ class Picky(Recorder):
 
 @pytest.fixture
 def smtp(settings: Any) -> Any:
-    handler = Picky({"gone@example.org"})
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
-    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
     settings.EMAIL_TIMEOUT = 5
     settings.SITE_URL = "https://digest.example.org"
-    yield handler
-    controller.stop()
+    with serving_smtp(settings, Picky({"gone@example.org"})) as handler:
+        yield handler
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -23,8 +22,8 @@ from digest.ingest.run import IngestOptions, ingest_path
 from digest.models import Digest
 from subscriptions.models import Subscriber
 from tests.browser import Recorder, free_port
-from tests.conftest import ROOT, SEED
-from tests.test_worker import database_url
+from tests.conftest import SEED
+from tests.test_worker import start_worker
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.services]
 
@@ -39,43 +38,17 @@ class SlowRecorder(Recorder):
         return await super().handle_DATA(server, session, envelope)
 
 
-def start_worker(tmp_path: Path, broker: str, smtp_port: int) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "CELERY_BROKER_URL"}}
-    env.update(
+def start_mailing_worker(tmp_path: Path, broker: str, smtp_port: int) -> subprocess.Popen[bytes]:
+    return start_worker(
+        tmp_path,
+        broker,
         {
-            "DATABASE_URL": database_url(),
-            "DATA_DIR": str(tmp_path / "data"),
-            "CELERY_BROKER_URL": broker,
             "CELERY_VISIBILITY_TIMEOUT": "5",  # so the killed worker's message comes back soon
             "EMAIL_HOST": "127.0.0.1",
             "EMAIL_PORT": str(smtp_port),
             "SITE_URL": "https://digest.example.org",
             "SEMANTIC_MATCHING": "off",
-            "DJANGO_SETTINGS_MODULE": "digest.settings",
-        }
-    )
-    log = (tmp_path / "worker.log").open("ab")
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "digest",
-            "worker",
-            "--loglevel",
-            "INFO",
-            "--concurrency",
-            "1",
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        },
     )
 
 
@@ -115,7 +88,7 @@ def test_kill_9_mid_chunk_then_restart_sends_the_rest_and_resends_at_most_one(
 
         with Connection(redis_url) as conn:
             send_digest_chunk.apply_async(args=[chunks[0]], connection=conn)
-        worker = start_worker(tmp_path, redis_url, port)
+        worker = start_mailing_worker(tmp_path, redis_url, port)
         wait(lambda: len(recorder.messages) >= SUBSCRIBERS // 3, 60, log)
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait()
@@ -127,7 +100,7 @@ def test_kill_9_mid_chunk_then_restart_sends_the_rest_and_resends_at_most_one(
         # messages gives the killed worker's task back to the queue.
         time.sleep(6)
 
-        worker = start_worker(tmp_path, redis_url, port)
+        worker = start_mailing_worker(tmp_path, redis_url, port)
         try:
             # The unacknowledged task comes back to the new worker and sends the rest; the
             # planner rescues the single claim the dead worker held.

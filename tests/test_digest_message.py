@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 
 import dkim
 import pytest
-from aiosmtpd.controller import Controller
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMultiAlternatives
 from django.test import Client
@@ -38,7 +37,7 @@ from digest.delivery.message import (
 )
 from digest.models import Digest, Paper
 from subscriptions import tokens as subscription_tokens
-from tests.browser import browser_page, free_port
+from tests.browser import browser_page, serving_smtp
 from tests.conftest import ROOT
 from tests.factories import DigestFactory, DigestItemFactory, PaperFactory, SubscriberFactory
 
@@ -542,16 +541,8 @@ class RawRecorder:
 
 @pytest.fixture
 def raw_smtp(settings: Any) -> Iterator[RawRecorder]:
-    recorder = RawRecorder()
-    port = free_port()
-    controller = Controller(recorder, hostname="127.0.0.1", port=port)
-    controller.start()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
-    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-    yield recorder
-    controller.stop()
+    with serving_smtp(settings, RawRecorder()) as recorder:
+        yield recorder
 
 
 def test_dkim_signature_verifies_after_a_real_smtp_hop(

@@ -34,43 +34,40 @@ def database_url() -> str:
     return f"postgres://{auth}@{host}/{params['NAME']}"
 
 
-def start_worker(tmp_path: Path, broker: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "CELERY_BROKER_URL"}}
-    env.update(
+def start_worker(
+    tmp_path: Path, broker: str, env: dict[str, str] | None = None, beat: bool = False
+) -> subprocess.Popen[bytes]:
+    """A real Celery worker process on the test database; its output goes to worker.log."""
+    environ = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "CELERY_BROKER_URL"}}
+    environ.update(
         {
             "DATABASE_URL": database_url(),
             "DATA_DIR": str(tmp_path / "data"),
-            "INBOX_DIR": str(tmp_path / "inbox"),
-            "INBOX_SCAN_SECONDS": "1",
-            "INBOX_SETTLE_SECONDS": "0",
             "DJANGO_SETTINGS_MODULE": "digest.settings",
+            **(env or {}),
         }
     )
     if broker != "filesystem":
-        env["CELERY_BROKER_URL"] = broker
-    log = (tmp_path / "worker.log").open("wb")
+        environ["CELERY_BROKER_URL"] = broker
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "digest",
+        "worker",
+        "--loglevel",
+        "INFO",
+        "--concurrency",
+        "1",
+        "--without-heartbeat",
+        "--without-gossip",
+        "--without-mingle",
+        *(["--beat"] if beat else []),
+    ]
+    log = (tmp_path / "worker.log").open("ab")
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "digest",
-            "worker",
-            "--beat",
-            "--loglevel",
-            "INFO",
-            "--concurrency",
-            "1",
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        command, cwd=ROOT, env=environ, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
 
 
@@ -107,7 +104,12 @@ def worker(
     else:
         url = "filesystem"
     (tmp_path / "inbox").mkdir()
-    proc = start_worker(tmp_path, url)
+    inbox = {
+        "INBOX_DIR": str(tmp_path / "inbox"),
+        "INBOX_SCAN_SECONDS": "1",
+        "INBOX_SETTLE_SECONDS": "0",
+    }
+    proc = start_worker(tmp_path, url, inbox, beat=True)
     yield tmp_path, proc
     stop(proc)
 
