@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from digest.matching.index import PaperIndex, PaperText
@@ -176,3 +177,23 @@ def test_batch_scoring_equals_one_by_one_and_does_not_depend_on_chunks() -> None
             for found in m.digests(profiles, limits, chunk_size=chunk)
         ]
         assert batch == single
+
+
+class FakeSemantic:
+    """Stands in for the embedding model: says every topic is close to paper 0."""
+
+    def topic_similarity(self, topics: list[str]) -> np.ndarray:
+        similarity = np.zeros((len(topics), 9), dtype=np.float32)
+        similarity[:, 0] = 0.9
+        return similarity
+
+
+def test_a_reason_says_related_when_only_the_meaning_matched() -> None:
+    close = paper("Programs written by language models", "Models that write software.")
+    index = PaperIndex([close, *(paper(t, a) for t, a in FILLER)])
+    hybrid = Matcher(index, semantic=FakeSemantic())
+    ranked = hybrid.rank(parse_interests("code generation, robot grasping"), 10)
+    by_title = {index.papers[r.paper].title: r.reason for r in ranked}
+    assert by_title["Programs written by language models"].startswith("related to: ")
+    assert "code generation" in by_title["Programs written by language models"]
+    assert by_title["A benchmark for robot grasping"].startswith("matched: robot grasping")

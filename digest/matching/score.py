@@ -35,6 +35,7 @@ OTHER_TOPICS_SHARE = 0.15
 TRENDING_BOOST = 0.05
 SEMANTIC_WEIGHT = 0.4
 EXCLUDED = -1.0
+WORDS_MATCH = 0.2  # a topic's words-only score from which its words count as "matched"
 TRENDING_ONLY = 1.0  # added to the scores of an empty profile: every paper qualifies
 
 
@@ -67,6 +68,9 @@ class _Compiled:
     exclusion_rows: list[dict[int, float]] = field(default_factory=list)
     exclusion_need: list[float] = field(default_factory=list)
     exclusion_owner: list[int] = field(default_factory=list)
+    # The words-only topic scores, kept when the semantic score is mixed in: a reason then
+    # says "matched" only for topics whose words are in the paper, "related" for the rest.
+    lexical_topics: np.ndarray | None = None
 
 
 _CompiledTopic = tuple[list[tuple[dict[int, float], float]], dict[int, float], float]
@@ -97,6 +101,17 @@ def group_sum(rows: np.ndarray, starts: Sequence[int] | np.ndarray, end: int) ->
         shape=(len(first), len(rows)),
     )
     return np.asarray(indicator @ rows)
+
+
+def _reason_text(n_topics: int, matched: list[str], related: list[str]) -> str:
+    if not n_topics:
+        return "top trending"
+    parts = []
+    if matched:
+        parts.append("matched: " + ", ".join(matched))
+    if related:
+        parts.append("related to: " + ", ".join(related))
+    return "; ".join(parts)
 
 
 def _topic_label(topic: Topic) -> str:
@@ -213,6 +228,7 @@ class Matcher:
             hits = (self._sparse(compiled.topic_required) @ self._presence_t).toarray()
             topics[(need[:, None] > 0) & (hits < need[:, None])] = 0.0
         if self.semantic is not None:
+            compiled.lexical_topics = topics
             similarity = self.semantic.topic_similarity(compiled.topic_label)
             topics = self._hybrid(topics, similarity, need)
         return topics
@@ -282,13 +298,19 @@ class Matcher:
         best = np.zeros(len(owners), dtype=np.float32)
         np.maximum.at(best, pair_of, values)
         keep = (values > 0) & (values >= np.maximum(0.5 * best[pair_of], 0.5 * FLOOR))
-        names: list[list[str]] = [[] for _ in range(len(owners))]
+        worded = np.ones(len(values), dtype=bool)
+        if compiled.lexical_topics is not None and len(topic_of):
+            worded = compiled.lexical_topics[topic_of, papers[pair_of]] >= WORDS_MATCH
+        matched: list[list[str]] = [[] for _ in range(len(owners))]
+        related: list[list[str]] = [[] for _ in range(len(owners))]
         labels = compiled.topic_label
-        for pair, topic in zip(pair_of[keep].tolist(), topic_of[keep].tolist(), strict=True):
-            names[pair].append(labels[topic])
+        for pair, topic, by_words in zip(
+            pair_of[keep].tolist(), topic_of[keep].tolist(), worded[keep].tolist(), strict=True
+        ):
+            (matched if by_words else related)[pair].append(labels[topic])
         return [
-            "top trending" if not n_topics else ("matched: " + ", ".join(found) if found else "")
-            for n_topics, found in zip(count.tolist(), names, strict=True)
+            _reason_text(n_topics, words, meaning)
+            for n_topics, words, meaning in zip(count.tolist(), matched, related, strict=True)
         ]
 
     @staticmethod
