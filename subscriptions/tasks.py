@@ -11,9 +11,7 @@ from subscriptions import services
 
 # Database and SMTP (OSError) trouble is transient: retry with backoff and jitter.
 RETRY_ON = (DatabaseError, OSError)
-
-
-@shared_task(
+retrying = shared_task(
     ignore_result=True,
     autoretry_for=RETRY_ON,
     retry_backoff=5,
@@ -21,30 +19,19 @@ RETRY_ON = (DatabaseError, OSError)
     retry_jitter=True,
     max_retries=6,
 )
+
+
+@retrying
 def process_signup(email: str, preferences: dict[str, Any]) -> str:
     return services.process_signup(email, preferences)
 
 
-@shared_task(
-    ignore_result=True,
-    autoretry_for=RETRY_ON,
-    retry_backoff=5,
-    retry_backoff_max=300,
-    retry_jitter=True,
-    max_retries=6,
-)
+@retrying
 def process_link_request(email: str) -> str:
     return services.process_link_request(email)
 
 
-@shared_task(
-    ignore_result=True,
-    autoretry_for=RETRY_ON,
-    retry_backoff=5,
-    retry_backoff_max=300,
-    retry_jitter=True,
-    max_retries=6,
-)
+@retrying
 def send_confirmation(subscriber_id: int) -> str:
     subscriber = services.Subscriber.objects.filter(pk=subscriber_id).first()
     return services.send_confirmation(subscriber) if subscriber else "gone"
