@@ -25,19 +25,12 @@ from django.utils import timezone
 
 from subscriptions import tasks
 from subscriptions.forms import PreferencesForm, SingleLineEmailField
-from subscriptions.models import Subscriber
+from subscriptions.models import PREFERENCE_FIELDS, Subscriber
 
 log = logging.getLogger(__name__)
 
 MAX_IMPORT_BYTES = 2 * 1024 * 1024
-PREFERENCE_COLUMNS = (
-    "interests",
-    "frequency",
-    "weekday",
-    "delivery_hour",
-    "timezone",
-    "max_papers",
-)
+PREFERENCE_COLUMNS = PREFERENCE_FIELDS
 IMPORT_COLUMNS = ("email", *PREFERENCE_COLUMNS)
 EXPORT_COLUMNS = (
     "email",

@@ -9,7 +9,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from digest.matching.interests import MAX_CHARS, InterestError, parse_interests
-from subscriptions.models import Subscriber, timezone_names
+from subscriptions.models import PREFERENCE_FIELDS, Subscriber, timezone_names
 
 LINE_BREAK_ERROR = "Line breaks are not allowed here."
 
@@ -65,7 +65,7 @@ class PreferencesForm(forms.ModelForm):
 
     class Meta:
         model = Subscriber
-        fields = ["interests", "frequency", "weekday", "delivery_hour", "timezone", "max_papers"]
+        fields = list(PREFERENCE_FIELDS)
         labels = {
             "delivery_hour": "Delivery hour (your time)",
             "max_papers": "Papers per digest",

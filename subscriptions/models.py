@@ -20,6 +20,10 @@ def timezone_names() -> tuple[str, ...]:
     return (*kept, "UTC")
 
 
+# What a subscriber chooses (the signup, manage, import and export forms all use this list).
+PREFERENCE_FIELDS = ("interests", "frequency", "weekday", "delivery_hour", "timezone", "max_papers")
+
+
 class Subscriber(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "pending confirmation"

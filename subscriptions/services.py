@@ -22,11 +22,9 @@ from django.utils import timezone
 from digest import emails
 from digest.matching import semantic
 from subscriptions import tokens
-from subscriptions.models import Subscriber
+from subscriptions.models import PREFERENCE_FIELDS, Subscriber
 
 log = logging.getLogger(__name__)
-
-PREFERENCE_FIELDS = ("interests", "frequency", "weekday", "delivery_hour", "timezone", "max_papers")
 
 
 def absolute(path: str) -> str:
