@@ -28,9 +28,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
+
+from throwaway import DEFAULT_PG, run_child, throwaway_database
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -223,37 +224,9 @@ def bare_loop(smtp_port: int, limit: int) -> dict[str, Any]:
 
 
 def run_in_database(pg: str, n_subscribers: int, n_papers: int, modes: list[str]) -> dict[str, Any]:
-    import psycopg
-
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"{pg.rpartition('/')[0]}/{name}",
-        "DJANGO_DEBUG": "false",
-        "SEMANTIC_MATCHING": "off",
-    }
-    try:
-        subprocess.run(
-            [sys.executable, __file__, "--populate", str(n_subscribers), "--papers", str(n_papers)],
-            env=env,
-            check=True,
-            cwd=ROOT,
-        )
-        out = subprocess.run(
-            [sys.executable, __file__, "--measure", ",".join(modes)],
-            env=env,
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-        )
-        if out.returncode:
-            raise SystemExit(f"measuring failed:\n{out.stderr[-3000:]}")
-        return json.loads(out.stdout.strip().splitlines()[-1])
-    finally:
-        with psycopg.connect(pg, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_database(pg, SEMANTIC_MATCHING="off") as env:
+        run_child(__file__, ["--populate", str(n_subscribers), "--papers", str(n_papers)], env)
+        return run_child(__file__, ["--measure", ",".join(modes)], env)
 
 
 def measure(modes: list[str]) -> None:
@@ -276,7 +249,7 @@ def main() -> None:
     parser.add_argument("--papers", type=int, default=1000)
     parser.add_argument(
         "--pg",
-        default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"),
+        default=DEFAULT_PG,
     )
     parser.add_argument("--populate", type=int)
     parser.add_argument("--measure")

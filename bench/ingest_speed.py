@@ -18,12 +18,13 @@ import json
 import os
 import random
 import resource
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
+from typing import Any
+
+from throwaway import DEFAULT_PG, run_child, throwaway_database
 
 ROOT = Path(__file__).resolve().parent.parent
 WORDS = (
@@ -60,32 +61,10 @@ def generate(path: Path, papers: int, seed: int = 7) -> None:
         out.write("]")
 
 
-def admin_url(pg: str, database: str) -> str:
-    base, _, _ = pg.rpartition("/")
-    return f"{base}/{database}"
-
-
-def with_database(pg: str, fn_args: list[str]) -> dict[str, float]:
+def with_database(pg: str, fn_args: list[str]) -> dict[str, Any]:
     """Run this script as a child in a fresh database; return the JSON it prints."""
-    import psycopg
-
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        env = {**os.environ, "DATABASE_URL": admin_url(pg, name), "DJANGO_DEBUG": "false"}
-        out = subprocess.run(
-            [sys.executable, __file__, *fn_args],
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-        )
-        return json.loads(out.stdout.strip().splitlines()[-1])
-    finally:
-        with psycopg.connect(pg, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_database(pg) as env:
+        return run_child(__file__, fn_args, env)
 
 
 def child(mode: str, dump: Path, limit: int) -> None:
@@ -162,7 +141,7 @@ def main() -> None:
     parser.add_argument("--baseline-papers", type=int, default=2_000)
     parser.add_argument(
         "--pg",
-        default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"),
+        default=DEFAULT_PG,
     )
     parser.add_argument("--child", choices=["pipeline", "baseline"])
     parser.add_argument("--dump", type=Path)

@@ -25,13 +25,13 @@ import json
 import os
 import random
 import resource
-import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+from throwaway import DEFAULT_PG, run_child, throwaway_database
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -216,38 +216,13 @@ def child(mode: str) -> None:
 def in_database(
     pg: str, n_subscribers: int, n_papers: int, modes: list[str], embeddings: bool
 ) -> dict[str, Any]:
-    import psycopg
-
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    base = pg.rpartition("/")[0]
-    with psycopg.connect(pg, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    env = {**os.environ, "DATABASE_URL": f"{base}/{name}", "DJANGO_DEBUG": "false"}
-    try:
-        setup = subprocess.run(
-            [sys.executable, __file__, "--populate", str(n_subscribers), "--papers", str(n_papers)]
-            + (["--embeddings"] if embeddings else []),
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-        )
-        results: dict[str, Any] = {"setup": json.loads(setup.stdout.strip().splitlines()[-1])}
+    with throwaway_database(pg) as env:
+        populate_args = ["--populate", str(n_subscribers), "--papers", str(n_papers)]
+        setup = run_child(__file__, populate_args + (["--embeddings"] if embeddings else []), env)
+        results: dict[str, Any] = {"setup": setup}
         for mode in modes:
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", mode],
-                env=env,
-                check=True,
-                capture_output=True,
-                text=True,
-                cwd=ROOT,
-            )
-            results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+            results[mode] = run_child(__file__, ["--child", mode], env)
         return results
-    finally:
-        with psycopg.connect(pg, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def main() -> None:
@@ -256,7 +231,7 @@ def main() -> None:
     parser.add_argument("--papers", type=int, default=1000)
     parser.add_argument(
         "--pg",
-        default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test"),
+        default=DEFAULT_PG,
     )
     parser.add_argument("--child", choices=["lexical", "hybrid", "baseline"])
     parser.add_argument("--populate", type=int)
