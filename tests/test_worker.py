@@ -154,7 +154,11 @@ def test_embedded_broker_writes_messages_atomically(tmp_path: Path) -> None:
 
     folder = tmp_path / "queue"
     folder.mkdir()
-    options = {"data_folder_in": str(folder), "data_folder_out": str(folder)}
+    options = {
+        "data_folder_in": str(folder),
+        "data_folder_out": str(folder),
+        "control_folder": str(tmp_path / "control"),
+    }
     with Connection("filesystem://", transport_options=options) as conn:
         assert type(conn.transport).__module__ == "digest.broker"
         queue = conn.SimpleQueue("q")
