@@ -204,6 +204,10 @@ DKIM_PRIVATE_KEY_PATH = env_str("DKIM_PRIVATE_KEY_PATH")
 SMTP_RETRY_WINDOW_MINUTES = env_int("SMTP_RETRY_WINDOW_MINUTES", 120, minimum=1)
 SUPPRESS_AFTER_HARD_FAILURES = env_int("SUPPRESS_AFTER_HARD_FAILURES", 2, minimum=1)
 
+# --- Dashboard --------------------------------------------------------------------------------
+# A periodic job that has not succeeded within this many of its intervals is shown as overdue.
+JOB_OVERDUE_FACTOR = env_int("JOB_OVERDUE_FACTOR", 3, minimum=2)
+
 # --- Web ----------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
