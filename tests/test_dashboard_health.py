@@ -4,6 +4,7 @@ states, queue lengths on both brokers, and the records the Celery signals write.
 from __future__ import annotations
 
 import subprocess
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -78,11 +79,17 @@ def test_job_overdue_factor_is_a_setting(settings: Any) -> None:
 # --- queue length ----------------------------------------------------------------------------
 
 
+def test_the_queues_asked_about_are_celerys_own() -> None:
+    assert health.queue_names() == ["celery"]
+
+
 def test_queue_length_of_the_embedded_broker_counts_message_files(tmp_path: Path) -> None:
     from kombu import Connection
 
     import digest  # noqa: F401  (installs the embedded transport)
 
+    # A queue name of its own: kombu remembers bindings per process, across connections.
+    name = f"dash-{uuid.uuid4().hex[:8]}"
     folder = tmp_path / "queue"
     folder.mkdir()
     options = {
@@ -90,17 +97,17 @@ def test_queue_length_of_the_embedded_broker_counts_message_files(tmp_path: Path
         "data_folder_out": str(folder),
         "control_folder": str(tmp_path / "control"),
     }
-    assert health.queue_lengths("filesystem://", options)[0].waiting == 0
+    assert health.queue_lengths("filesystem://", options, [name])[0].waiting == 0
     with Connection("filesystem://", transport_options=options) as conn:
-        queue = conn.SimpleQueue("celery")
+        queue = conn.SimpleQueue(name)
         for i in range(4):
             queue.put({"n": i})
-        other = conn.SimpleQueue("other")
+        other = conn.SimpleQueue(f"{name}-other")
         other.put({"n": 0})
-        [length] = health.queue_lengths("filesystem://", options)
-        assert (length.queue, length.waiting) == ("celery", 4)
+        [length] = health.queue_lengths("filesystem://", options, [name])
+        assert (length.queue, length.waiting) == (name, 4)
         queue.get(timeout=1).ack()
-        assert health.queue_lengths("filesystem://", options)[0].waiting == 3
+        assert health.queue_lengths("filesystem://", options, [name])[0].waiting == 3
         queue.close()
         other.close()
 
@@ -110,21 +117,22 @@ def test_queue_length_on_redis_counts_every_priority_list(redis_url: str) -> Non
     import redis
     from kombu import Connection
 
+    name = f"dash-{uuid.uuid4().hex[:8]}"
+    keys = [name, *(f"{name}\x06\x16{p}" for p in (3, 6, 9))]
     client = redis.Redis.from_url(redis_url)
-    client.delete("celery", *[f"celery\x06\x16{p}" for p in (3, 6, 9)])
     try:
-        assert health.queue_lengths(redis_url, {})[0].waiting == 0
+        assert health.queue_lengths(redis_url, {}, [name])[0].waiting == 0
         with Connection(redis_url) as conn:
-            queue = conn.SimpleQueue("celery")
+            queue = conn.SimpleQueue(name)
             queue.put({"n": 1})
             queue.put({"n": 2}, priority=6)
             queue.put({"n": 3}, priority=9)
-            [length] = health.queue_lengths(redis_url, {})
-            assert (length.queue, length.waiting, length.error) == ("celery", 3, "")
+            [length] = health.queue_lengths(redis_url, {}, [name])
+            assert (length.queue, length.waiting, length.error) == (name, 3, "")
             assert length.in_progress is not None
             queue.close()
     finally:
-        client.delete("celery", *[f"celery\x06\x16{p}" for p in (3, 6, 9)])
+        client.delete(*keys, f"_kombu.binding.{name}")
 
 
 def test_an_unreachable_redis_gives_the_reason_instead_of_a_number() -> None:

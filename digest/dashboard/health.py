@@ -173,13 +173,15 @@ def queue_names() -> list[str]:
 
 
 def queue_lengths(
-    broker_url: str | None = None, options: dict[str, Any] | None = None
+    broker_url: str | None = None,
+    options: dict[str, Any] | None = None,
+    names: list[str] | None = None,
 ) -> list[QueueLength]:
     """Messages waiting in each Celery queue: Redis list lengths, or message files of the
     embedded broker. A broker that cannot be asked gives the reason instead of a number."""
     url = settings.CELERY_BROKER_URL if broker_url is None else broker_url
     options = settings.CELERY_BROKER_TRANSPORT_OPTIONS if options is None else options
-    names = queue_names()
+    names = queue_names() if names is None else names
     if url.startswith("filesystem://"):
         folder = Path(str(options.get("data_folder_in", "")))
         return [QueueLength(q, _count_files(folder, q), None) for q in names]
