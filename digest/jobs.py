@@ -103,6 +103,8 @@ def _on_task_prerun(task: Any = None, **_: Any) -> None:
         return
     if task.name in scheduled_tasks():
         _safely("a job start", record_started, task.name)
+    # At the start too, so that a worker busy with one long ingest still shows when it began.
+    _worker_heartbeat(task)
 
 
 @task_postrun.connect
@@ -114,6 +116,10 @@ def _on_task_postrun(
     if task.name in scheduled_tasks():
         error = "" if state == "SUCCESS" else f"{state}: {retval!r}"
         _safely("a job result", record_finished, task.name, error)
+    _worker_heartbeat(task)
+
+
+def _worker_heartbeat(task: Any) -> None:
     hostname = task.request.hostname or socket.gethostname()
     _safely("a worker heartbeat", record_heartbeat, "worker", str(hostname))
 

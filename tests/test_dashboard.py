@@ -152,8 +152,13 @@ def healthy(settings: Any) -> dict[str, Any]:
             sources=["hf-json"] if day % 2 else ["hf-json", "arxiv-rss"],
         )
     IngestRun.objects.create(
-        source="inbox", format="hf-json", location="/inbox/a.json", status="success", n_new=4
-    ).__class__.objects.update(finished_at=now - timedelta(minutes=5))
+        source="inbox",
+        format="hf-json",
+        location="/inbox/a.json",
+        status="success",
+        n_new=4,
+        finished_at=now - timedelta(minutes=5),
+    )
     IngestRun.objects.create(
         source="fetch",
         format="arxiv-rss",
@@ -211,6 +216,8 @@ def test_dashboard_shows_the_figures_of_a_healthy_service(
     assert "pending confirmation: 1" in shown and "confirmed: 5" in shown
     assert "unsubscribed: 1" in shown and "suppressed addresses: 1" in shown
     assert "sent 3 4 skipped 1 1 failed 0 0" in shown
+    assert "Ingest: 3 minutes ago fetch: 3 minutes ago inbox: 5 minutes ago" in shown
+    assert "Digest sent: 2 hours ago" in shown
     assert "celery@box" in shown and "alive" in shown
     assert "no title <b>at all</b>" in shown  # a rejected entry, escaped in the HTML
     assert "<b>at all</b>" not in html

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.utils import timezone
 from django.utils.timesince import timesince
 
@@ -14,6 +15,7 @@ from digest.dashboard import charts, figures, health
 from digest.models import DeliveryControl, SourceState
 
 CHART_DAYS = 30
+TOPICS_CACHE_SECONDS = 300
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,8 @@ def chart_list(now: datetime) -> list[charts.Chart]:
     labels = [f"{d:%b} {d.day}" for d in days]
     sent, failed = figures.digests_per_day(days)
     sizes = figures.size_distribution(now - timedelta(days=CHART_DAYS))
-    topics = figures.top_topics()
+    # Parsing every confirmed subscriber's interests is the one costly figure: keep it a while.
+    topics = cache.get_or_set("dashboard:top-topics", figures.top_topics, TOPICS_CACHE_SECONDS)
     return [
         charts.column_chart(
             "papers-per-day",
