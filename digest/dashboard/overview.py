@@ -98,7 +98,9 @@ def chart_list(now: datetime) -> list[charts.Chart]:
     sent, failed = figures.digests_per_day(days)
     sizes = figures.size_distribution(now - timedelta(days=CHART_DAYS))
     # Parsing every confirmed subscriber's interests is the one costly figure: keep it a while.
-    topics = cache.get_or_set("dashboard:top-topics", figures.top_topics, TOPICS_CACHE_SECONDS)
+    topics: list[tuple[str, int]] = (
+        cache.get_or_set("dashboard:top-topics", figures.top_topics, TOPICS_CACHE_SECONDS) or []
+    )
     return [
         charts.column_chart(
             "papers-per-day",
