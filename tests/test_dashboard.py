@@ -218,6 +218,7 @@ def test_dashboard_shows_the_figures_of_a_healthy_service(
     assert "sent 3 4 skipped 1 1 failed 0 0" in shown
     assert "Ingest: 3 minutes ago fetch: 3 minutes ago inbox: 5 minutes ago" in shown
     assert "Digest sent: 2 hours ago" in shown
+    assert "scan-inbox every 30 s" in shown and "plan-digests every 5 min" in shown
     assert "celery@box" in shown and "alive" in shown
     assert "no title <b>at all</b>" in shown  # a rejected entry, escaped in the HTML
     assert "<b>at all</b>" not in html
