@@ -79,4 +79,10 @@ def test_staff_opens_the_dashboard_and_previews_a_digest(
     assert "federated" in page.inner_text("#preview-text").lower()
     screenshot(page, "dashboard-2-preview")
     assert not Digest.objects.filter(subscriber__email="ada@example.org").exists()
+
+    page.click("text=Dashboard")  # the breadcrumb
+    page.click("text=Schedules >> nth=0")
+    page.wait_for_selector("table.jobs")
+    assert "PURGE_PENDING_HOURS" in page.inner_text("table.jobs")
+    screenshot(page, "dashboard-3-schedules")
     print(f"screenshots in {path.parent}")
