@@ -649,3 +649,14 @@ def test_html_part_is_readable_at_320_pixels_in_light_and_dark(browser_page: Any
         assert background == ("rgb(255, 255, 255)" if scheme == "light" else "rgb(22, 27, 34)")
     assert page.evaluate("window.__alerted === undefined")
     assert page.locator(".paper").count() == 4
+
+
+def test_subscription_mails_are_signed_too(dkim_txt: bytes, mailbox: list[Any]) -> None:
+    from subscriptions.models import Subscriber
+    from subscriptions.services import send_confirmation
+
+    subscriber = Subscriber.objects.create(email="new@example.org", interests="mamba")
+    assert send_confirmation(subscriber) == "confirmation sent"
+    raw = mailbox[0].message().as_bytes(linesep="\r\n")
+    assert raw.startswith(b"DKIM-Signature: ")
+    assert dkim.verify(raw, dnsfunc=dns_for(dkim_txt))
