@@ -229,3 +229,11 @@ def test_the_build_context_keeps_what_the_commands_use() -> None:
     for needed in ("examples", "templates", "static", "manage.py", "digest", "subscriptions"):
         assert not any(Path(needed).match(pattern) for pattern in ignored), needed
     assert ".env" in ignored and ".git" in ignored
+
+
+def test_every_example_variable_is_in_the_readme_configuration_table() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Configuration") :]
+    names = re.findall(r"^# ([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M)
+    assert names
+    assert [name for name in names if f"`{name}`" not in table] == []
