@@ -275,11 +275,20 @@ def delete(subscriber: Subscriber) -> bool:
     their "view in browser" pages; their signed links stop working with the row). An address
     suppressed for hard bounces leaves only a keyed hash, so it cannot be imported or added
     back by someone else. Returns whether a hash was kept."""
-    keep_hash = subscriber.suppressed_at is not None
     with transaction.atomic():
+        # Read under a lock: a bounce that suppresses the address meanwhile must not be lost.
+        current = (
+            Subscriber.objects.select_for_update()
+            .filter(pk=subscriber.pk)
+            .values("email", "suppressed_at")
+            .first()
+        )
+        if current is None:
+            return False
+        keep_hash = current["suppressed_at"] is not None
         if keep_hash:
             SuppressedAddress.objects.get_or_create(
-                address_hash=address_hashes(subscriber.email)[0],
+                address_hash=address_hashes(current["email"])[0],
                 defaults={"reason": SuppressedAddress.Reason.HARD_BOUNCES},
             )
         Subscriber.objects.filter(pk=subscriber.pk).delete()

@@ -222,3 +222,11 @@ def test_suppressed_addresses_admin_looks_up_an_address_by_its_hash(
     assert found in page("Bounce@example.org")
     assert found not in page("someone@example.org")
     assert admin_client.get("/admin/subscriptions/suppressedaddress/add/").status_code == 403
+
+
+def test_a_suppression_recorded_after_the_page_was_loaded_still_keeps_the_hash() -> None:
+    person = SubscriberFactory(email="late@example.org")  # loaded before the bounce
+    Subscriber.objects.filter(pk=person.pk).update(suppressed_at=timezone.now())
+    assert services.delete(person) is True
+    assert services.is_suppressed_address("late@example.org")
+    assert services.delete(person) is False  # already gone: nothing to do
