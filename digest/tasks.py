@@ -10,7 +10,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import DatabaseError
 
-from digest import inbox
+from digest import inbox, retention
 from digest.delivery import plan
 from digest.delivery.errors import TransientDeliveryError
 from digest.fetch import fetch_source
@@ -115,3 +115,12 @@ def send_digest_chunk(self: object, digest_ids: list[int]) -> dict[str, int]:
 
     result = process_chunk(digest_ids)
     return {"sent": result.sent, "skipped": result.skipped, "failed": result.failed}
+
+
+# --- retention ---------------------------------------------------------------------------------
+
+
+@shared_task(ignore_result=True)
+def prune_old_digests() -> int:
+    """Beat, daily by default: delete digests past DIGEST_RETENTION_DAYS (digest.retention)."""
+    return retention.prune_digests()
