@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
 from digest.delivery.message import content_for, template_context
-from digest.delivery.tokens import InvalidArchiveToken, archive_url, read_archive_token
+from digest.delivery.tokens import (
+    ArchiveGone,
+    InvalidArchiveToken,
+    archive_url,
+    read_archive_token,
+)
 
 __all__ = ["archive_url", "digest_archive"]
 
@@ -16,6 +22,9 @@ __all__ = ["archive_url", "digest_archive"]
 def digest_archive(request: HttpRequest, token: str) -> HttpResponse:
     try:
         digest = read_archive_token(token)
+    except ArchiveGone:
+        context = {"gone": True, "retention_days": settings.DIGEST_RETENTION_DAYS}
+        response = render(request, "digest_archive.html", context, status=410)
     except InvalidArchiveToken:
         response = render(request, "digest_archive.html", {"invalid": True}, status=400)
     else:

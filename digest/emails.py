@@ -93,10 +93,17 @@ def build_message(
 def send(
     to: str, name: str, context: dict[str, Any], *, headers: dict[str, str] | None = None
 ) -> None:
-    """Render the ``name`` templates and send one message now (callers run in a task)."""
+    """Render the ``name`` templates and send one message now (callers run in a task),
+    DKIM-signed like the digests when a key is configured."""
     mail = render(name, context)
     with get_connection() as connection:
-        build_message(to, mail, headers=headers, connection=connection).send()
+        build_message(
+            to,
+            mail,
+            headers=headers,
+            connection=connection,
+            message_class=DkimEmailMultiAlternatives,
+        ).send()
 
 
 def inline_css(html: str) -> str:

@@ -48,3 +48,11 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     if raw is None:
         return list(default or [])
     return [item for item in raw.replace(",", " ").split() if item]
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (case-insensitive); anything else stops the service."""
+    value = env_str(name, default).lower() or default
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} is not one of: {', '.join(choices)}")
+    return value

@@ -30,4 +30,10 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
             "schedule": 60.0 * settings.SOURCE_FETCH_MINUTES,
             "options": {"expires": 60.0 * settings.SOURCE_FETCH_MINUTES},
         }
+    if settings.DIGEST_RETENTION_DAYS > 0:
+        schedule["prune-old-digests"] = {
+            "task": "digest.tasks.prune_old_digests",
+            "schedule": 3600.0 * settings.RETENTION_HOURS,
+            "options": {"expires": 3600.0 * settings.RETENTION_HOURS},
+        }
     return schedule

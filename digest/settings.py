@@ -9,11 +9,12 @@ the README's configuration table and in ``.env.example``.
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 
-from digest.env import ConfigError, env_bool, env_int, env_list, env_str
+from digest.env import ConfigError, env_bool, env_choice, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("DATA_DIR") or BASE_DIR / "var").resolve()
@@ -204,6 +205,14 @@ DKIM_PRIVATE_KEY_PATH = env_str("DKIM_PRIVATE_KEY_PATH")
 SMTP_RETRY_WINDOW_MINUTES = env_int("SMTP_RETRY_WINDOW_MINUTES", 120, minimum=1)
 SUPPRESS_AFTER_HARD_FAILURES = env_int("SUPPRESS_AFTER_HARD_FAILURES", 2, minimum=1)
 
+# --- Retention ----------------------------------------------------------------------------
+# Digests (with their items and "view in browser" pages) older than this are deleted by a
+# periodic job, in batches; 0 keeps them forever. What "no paper sent twice" needs is kept
+# (see digest/retention.py).
+DIGEST_RETENTION_DAYS = env_int("DIGEST_RETENTION_DAYS", 365, minimum=0)
+RETENTION_HOURS = env_int("RETENTION_HOURS", 24, minimum=1)
+RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 1000, minimum=1)
+
 # --- Dashboard --------------------------------------------------------------------------------
 # A periodic job that has not succeeded within this many of its intervals is shown as overdue.
 JOB_OVERDUE_FACTOR = env_int("JOB_OVERDUE_FACTOR", 3, minimum=2)
@@ -214,7 +223,7 @@ TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT = Path(env_str("STATIC_ROOT") or DATA_DIR / "static").resolve()
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
 # --- Security -------------------------------------------------------------------------------
@@ -240,10 +249,70 @@ if PRODUCTION:
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT_EXEMPT = [r"^healthz$"]
 
+# --- Running in production: health check, static files, logs, admin login ------------------
+# Kept in one block (and added to the lists above, not written into them) so that it reads as
+# one concern.
+
+# The health check answers before any other middleware: no host check (load balancers probe by
+# IP), no HTTPS redirect, no session or CSP work. Then every request gets an id for the logs.
+MIDDLEWARE.insert(0, "digest.health.HealthCheckMiddleware")
+MIDDLEWARE.insert(1, "digest.logs.RequestIdMiddleware")
+# WhiteNoise serves /static/ from STATIC_ROOT right after SecurityMiddleware, as it documents.
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # In production: hashed names (cached for a year) and gzip/brotli copies, made by
+    # collectstatic (the Docker image runs it at build time).
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+HEALTH_CHECK_TIMEOUT_SECONDS = env_int("HEALTH_CHECK_TIMEOUT_SECONDS", 3, minimum=1)
+
+# Admin brute force: django-axes locks out a username from one IP address after
+# ADMIN_LOGIN_FAILURE_LIMIT failures, for ADMIN_LOGIN_COOLOFF_MINUTES; other users and other
+# addresses can still log in. The IP is REMOTE_ADDR: behind a proxy, have it set that (e.g.
+# gunicorn's --forwarded-allow-ips) rather than trusting a client-supplied header.
+INSTALLED_APPS.append("axes")
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("ADMIN_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("ADMIN_LOGIN_COOLOFF_MINUTES", 30, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_SENSITIVE_PARAMETERS = ["password"]
+AXES_VERBOSE = False  # lockouts are still logged as warnings
+
+# Logs: LOG_FORMAT=json writes one JSON object per line (time, level, logger, message and the
+# request id inside a web request) for a log collector; text is for people.
+LOG_FORMAT = env_choice("LOG_FORMAT", "text", ("text", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "digest.logs.RequestIdFilter"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {
+            "()": "digest.logs.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+# The worker and beat log through the configuration above instead of Celery's own.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False

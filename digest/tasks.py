@@ -10,7 +10,7 @@ from celery import shared_task
 from django.conf import settings
 from django.db import DatabaseError
 
-from digest import inbox
+from digest import inbox, retention
 from digest.delivery import plan
 from digest.delivery.errors import TransientDeliveryError
 from digest.fetch import fetch_source
@@ -132,3 +132,12 @@ def send_test_digest(to: str, subscriber_id: int | None) -> str:
         subscriber = found
     operator_test_message(subscriber, to).send()
     return "sent"
+
+
+# --- retention ---------------------------------------------------------------------------------
+
+
+@shared_task(ignore_result=True)
+def prune_old_digests() -> int:
+    """Beat, daily by default: delete digests past DIGEST_RETENTION_DAYS (digest.retention)."""
+    return retention.prune_digests()

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from subscriptions import csv_io, services, tasks
 from subscriptions.forms import PreferencesForm, SingleLineEmailField
-from subscriptions.models import Subscriber
+from subscriptions.models import Subscriber, SuppressedAddress
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,17 @@ class SubscriberAdminForm(PreferencesForm):
 
     class Meta(PreferencesForm.Meta):
         fields = ["email", *PreferencesForm.Meta.fields]
+
+    def clean_email(self) -> str:
+        email: str = self.cleaned_data["email"]
+        changed = self.instance.pk is None or email.lower() != self.instance.email.lower()
+        if changed and services.is_suppressed_address(email):
+            raise forms.ValidationError(
+                "This address belonged to a subscriber who was deleted after repeated delivery "
+                "failures; it stays suppressed. Its owner can sign up again on the site and "
+                "confirm (that lifts the suppression)."
+            )
+        return email
 
 
 class ImportForm(forms.Form):
@@ -153,6 +164,23 @@ class SubscriberAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         if not change:
             transaction.on_commit(partial(tasks.send_confirmation.delay, obj.pk))
+
+    # --- deleting: always through the service, so a suppressed address leaves its hash -------
+
+    def delete_model(self, request: HttpRequest, obj: Subscriber) -> None:
+        services.delete(obj)
+        log.info("user %s deleted subscriber %s and their data", request.user.pk, obj.pk)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Subscriber]) -> None:
+        """Django's "Delete selected" action, after its confirmation page."""
+        subscribers = list(queryset)
+        kept = sum(services.delete(subscriber) for subscriber in subscribers)
+        log.info(
+            "user %s deleted %d subscribers and their data (%d suppressed addresses kept)",
+            request.user.pk,
+            len(subscribers),
+            kept,
+        )
 
     # --- actions --------------------------------------------------------------------------
 
@@ -272,3 +300,28 @@ class SubscriberAdmin(admin.ModelAdmin):
             consented,
         )
         return report
+
+
+@admin.register(SuppressedAddress)
+class SuppressedAddressAdmin(admin.ModelAdmin):
+    """Read-only: the hashes cannot be read back into addresses, but an address can be looked up
+    (the search box hashes what is typed). Deleting a row lifts the suppression."""
+
+    list_display = ("address_hash", "reason", "created_at")
+    list_filter = ("reason",)
+    search_fields = ("address_hash",)
+    search_help_text = "Type a whole e-mail address to check whether it is suppressed."
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[SuppressedAddress], search_term: str
+    ) -> tuple[QuerySet[SuppressedAddress], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(address_hash__in=services.address_hashes(term)), False

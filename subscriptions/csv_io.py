@@ -23,7 +23,7 @@ from django.db.models import QuerySet
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from subscriptions import tasks
+from subscriptions import services, tasks
 from subscriptions.forms import PreferencesForm, SingleLineEmailField
 from subscriptions.models import PREFERENCE_FIELDS, Subscriber
 
@@ -49,6 +49,10 @@ WEEKDAYS = {
     for name in (label.lower(), label.lower()[:3])
 }
 LOOKUP_CHUNK = 500
+SUPPRESSED = (
+    "refused: this address was deleted after repeated delivery failures and stays suppressed; "
+    "its owner can sign up again on the site"
+)
 
 
 class CsvImportError(ValueError):
@@ -83,6 +87,7 @@ class ImportReport:
 class _Row:
     email: str
     preferences: dict[str, Any]
+    number: int = 0
 
 
 # --- export ---------------------------------------------------------------------------------
@@ -244,7 +249,7 @@ class _Validator:
         preferences = self.checked[data]
         if isinstance(preferences, str):
             return RowError(number, email, preferences)
-        return _Row(email, preferences)
+        return _Row(email, preferences, number)
 
 
 def _valid_rows(text: str, report: ImportReport) -> list[_Row]:
@@ -299,6 +304,17 @@ def _create(rows: Iterable[_Row], consented: bool) -> list[Subscriber]:
     return created
 
 
+def _refuse_suppressed(rows: list[_Row], report: ImportReport) -> list[_Row]:
+    """Addresses a deleted subscriber left suppressed are reported, not imported."""
+    suppressed = services.suppressed_among([row.email for row in rows])
+    if not suppressed:
+        return rows
+    refused = [row for row in rows if services.normalize_address(row.email) in suppressed]
+    report.errors.extend(RowError(row.number, row.email, SUPPRESSED) for row in refused)
+    report.errors.sort(key=lambda error: error.row)
+    return [row for row in rows if row not in refused]
+
+
 def import_rows(file: Readable, consented: bool) -> ImportReport:
     """Import subscribers from a CSV file in one transaction; never changes existing ones.
 
@@ -306,7 +322,7 @@ def import_rows(file: Readable, consented: bool) -> ImportReport:
     when the operator states they already consented, confirmed without any mail.
     """
     report = ImportReport(consented=consented)
-    rows = _valid_rows(_decode(file), report)
+    rows = _refuse_suppressed(_valid_rows(_decode(file), report), report)
     try:
         with transaction.atomic():
             existing = _existing([row.email.lower() for row in rows])

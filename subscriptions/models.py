@@ -95,3 +95,28 @@ class Subscriber(models.Model):
     def is_active(self) -> bool:
         """Confirmed, not paused, not suppressed: the only state in which digests are sent."""
         return self.status == self.Status.CONFIRMED and self.suppressed_at is None
+
+
+class SuppressedAddress(models.Model):
+    """What is left of a deleted subscriber whose address must not be mailed again: a keyed
+    hash of the normalised address (HMAC-SHA256 with the secret key), never the address itself.
+
+    Kept only when suppression needs it (the address was suppressed after hard bounces). A CSV
+    import or an operator cannot add the address back; its owner can, by signing up and
+    confirming (double opt-in proves the mailbox works and wants mail), which lifts this.
+    """
+
+    class Reason(models.TextChoices):
+        HARD_BOUNCES = "hard_bounces", "repeated hard bounces"
+
+    address_hash = models.CharField(max_length=64, unique=True)
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "suppressed address (deleted subscriber)"
+        verbose_name_plural = "suppressed addresses (deleted subscribers)"
+
+    def __str__(self) -> str:
+        return f"{self.address_hash[:12]}… ({self.get_reason_display()})"

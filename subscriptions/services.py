@@ -18,11 +18,12 @@ from django.db import transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from digest import emails
 from digest.matching import semantic
 from subscriptions import tokens
-from subscriptions.models import PREFERENCE_FIELDS, Subscriber
+from subscriptions.models import PREFERENCE_FIELDS, Subscriber, SuppressedAddress
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,10 @@ def confirm(subscriber: Subscriber) -> bool:
     )
     subscriber.refresh_from_db()
     if changed:
+        if lift_suppression(subscriber.email):
+            log.info(
+                "subscriber %s confirmed: the suppression of the address is lifted", subscriber.pk
+            )
         log.info("subscriber %s confirmed", subscriber.pk)
     return bool(changed)
 
@@ -225,8 +230,78 @@ def export_data(subscriber: Subscriber) -> dict[str, Any]:
     }
 
 
-def delete(subscriber: Subscriber) -> None:
-    subscriber.delete()
+# --- deleting a subscriber's data, and the suppression that may outlive it -------------------
+
+SUPPRESSION_SALT = "subscriptions.suppression"
+
+
+def normalize_address(email: str) -> str:
+    """The form addresses are compared in: trimmed and lower-cased, as the unique constraint
+    on ``Subscriber.email`` compares them."""
+    return email.strip().lower()
+
+
+def address_hashes(email: str) -> list[str]:
+    """HMAC-SHA256 of the normalised address with the secret key, then with each of
+    ``SECRET_KEY_FALLBACKS`` (so rotating the key does not silently lift suppressions); the
+    first is what is stored."""
+    value = normalize_address(email)
+    keys = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+    return [
+        salted_hmac(SUPPRESSION_SALT, value, secret=key, algorithm="sha256").hexdigest()
+        for key in keys
+    ]
+
+
+def is_suppressed_address(email: str) -> bool:
+    """True when a deleted subscriber left this address suppressed."""
+    return SuppressedAddress.objects.filter(address_hash__in=address_hashes(email)).exists()
+
+
+def suppressed_among(emails: list[str]) -> set[str]:
+    """The addresses of ``emails`` (normalised) that deleted subscribers left suppressed."""
+    by_hash = {h: normalize_address(e) for e in emails for h in address_hashes(e)}
+    found: set[str] = set()
+    hashes = list(by_hash)
+    for start in range(0, len(hashes), 500):
+        chunk = hashes[start : start + 500]
+        stored = SuppressedAddress.objects.filter(address_hash__in=chunk)
+        found.update(by_hash[h] for h in stored.values_list("address_hash", flat=True))
+    return found
+
+
+def delete(subscriber: Subscriber) -> bool:
+    """Delete a subscriber and everything tied to them (their digests with their items, and so
+    their "view in browser" pages; their signed links stop working with the row). An address
+    suppressed for hard bounces leaves only a keyed hash, so it cannot be imported or added
+    back by someone else. Returns whether a hash was kept."""
+    with transaction.atomic():
+        # Read under a lock: a bounce that suppresses the address meanwhile must not be lost.
+        current = (
+            Subscriber.objects.select_for_update()
+            .filter(pk=subscriber.pk)
+            .values("email", "suppressed_at")
+            .first()
+        )
+        if current is None:
+            return False
+        keep_hash = current["suppressed_at"] is not None
+        if keep_hash:
+            SuppressedAddress.objects.get_or_create(
+                address_hash=address_hashes(current["email"])[0],
+                defaults={"reason": SuppressedAddress.Reason.HARD_BOUNCES},
+            )
+        Subscriber.objects.filter(pk=subscriber.pk).delete()
+    log.info(
+        "subscriber %s deleted with their data (suppression kept: %s)", subscriber.pk, keep_hash
+    )
+    return keep_hash
+
+
+def lift_suppression(email: str) -> int:
+    """The owner confirmed this address themselves: a suppression left by deletion ends."""
+    deleted, _ = SuppressedAddress.objects.filter(address_hash__in=address_hashes(email)).delete()
+    return deleted
 
 
 def purge_stale_pending(now: Any = None) -> int:

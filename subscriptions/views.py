@@ -210,8 +210,8 @@ def _delete(request: HttpRequest, subscriber: Subscriber) -> HttpResponse:
     if request.POST.get("confirm_delete") != "yes":
         messages.error(request, "Tick the box to confirm that your data should be deleted.")
         return HttpResponseRedirect(request.path)
-    services.delete(subscriber)
-    return render(request, "subscriptions/deleted.html")
+    kept_hash = services.delete(subscriber)
+    return render(request, "subscriptions/deleted.html", {"kept_hash": kept_hash})
 
 
 @csrf_exempt

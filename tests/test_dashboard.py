@@ -294,6 +294,7 @@ def test_schedules_list_every_job_of_beats_schedule_with_its_setting(
     assert "plan-digests digest.tasks.plan_digests every 10 min DIGEST_PLAN_MINUTES" in shown
     assert "purge-stale-pending subscriptions.tasks.purge_stale_pending every 6 h" in shown
     assert "fetch-sources digest.tasks.fetch_sources every 1 h SOURCE_FETCH_MINUTES" in shown
+    assert "prune-old-digests digest.tasks.prune_old_digests every 1 d RETENTION_HOURS" in shown
     assert shown.count(" ok ") >= 3
 
 

@@ -9,6 +9,7 @@ from email.policy import default
 from typing import Any
 
 import pytest
+import time_machine
 from django.db import OperationalError
 from django.utils import timezone
 
@@ -303,3 +304,27 @@ def test_every_message_parses_and_escapes_untrusted_text(listing: None, smtp: Re
 def _debug_context(html: str) -> str:
     at = html.find("<script>alert(1)")
     return html[max(0, at - 300) : at + 100]
+
+
+def test_switching_frequency_after_todays_digest_does_not_send_a_second_one(
+    listing: None, smtp: Recorder
+) -> None:
+    """Daily -> weekly (on today's weekday) or weekly -> daily, after today's digest went out:
+    the next digest comes on a later day, never a second one today."""
+    ada = subscriber("ada@example.org")
+    bob = subscriber("bob@example.org", frequency="weekly", weekday=6)  # Nov 29 is a Sunday
+    with time_machine.travel(NOON, tick=False):
+        run_all()
+    assert received(smtp) == ["ada@example.org", "bob@example.org"]
+    Subscriber.objects.filter(pk=ada.pk).update(frequency="weekly", weekday=6)
+    Subscriber.objects.filter(pk=bob.pk).update(frequency="daily")
+    with time_machine.travel(NOON + timedelta(hours=2), tick=False):
+        run_all(NOON + timedelta(hours=2))
+    assert len(smtp.messages) == 2
+    assert Digest.objects.count() == 2
+    # Bob, now daily, is due again the next day (new papers or not: the digest row exists).
+    tomorrow = NOON + timedelta(days=1)
+    with time_machine.travel(tomorrow, tick=False):
+        run_all(tomorrow)
+    assert Digest.objects.filter(subscriber=bob, period="2026-11-30").exists()
+    assert not Digest.objects.filter(subscriber=ada, period="2026-11-30").exists()

@@ -28,6 +28,7 @@ ADJUSTED_BY = {
     "digest.tasks.fetch_sources": "SOURCE_FETCH_MINUTES (runs when SOURCES_ENABLED=true)",
     "digest.tasks.plan_digests": "DIGEST_PLAN_MINUTES",
     "subscriptions.tasks.purge_stale_pending": "PURGE_PENDING_HOURS",
+    "digest.tasks.prune_old_digests": "RETENTION_HOURS (runs when DIGEST_RETENTION_DAYS > 0)",
 }
 # Heartbeats older than this many shortest job intervals (and at least this long) are stale.
 MIN_HEARTBEAT_SLACK = timedelta(minutes=2)

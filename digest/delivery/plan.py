@@ -9,13 +9,13 @@ unique (subscriber, period) constraint, not the planner's care, is what prevents
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from digest.delivery.schedule import DAILY, WEEKLY, local_now
+from digest.delivery.schedule import DAILY, WEEKLY, local_now, zone
 from digest.models import DeliveryControl, Digest
 from subscriptions.models import Subscriber
 
@@ -38,12 +38,19 @@ def active_subscribers() -> Q:
 
 
 def create_due_digests(now: datetime) -> int:
-    """Pending digests for every subscriber due at ``now``; returns how many were created."""
+    """Pending digests for every subscriber due at ``now``; returns how many were created.
+
+    At most one digest per subscriber and local day, whatever the frequency: someone who
+    switches from daily to weekly (or back) after today's digest gets the next one tomorrow
+    or next week, not a second one today."""
     active = Subscriber.objects.filter(active_subscribers())
     created = 0
     for tz in active.values_list("timezone", flat=True).distinct().order_by():
         local = local_now(now, tz)
-        due = active.filter(timezone=tz, delivery_hour__lte=local.hour)
+        midnight = datetime.combine(local.day, time(0), tzinfo=zone(tz))
+        due = active.filter(timezone=tz, delivery_hour__lte=local.hour).exclude(
+            digests__created_at__gte=midnight
+        )
         for frequency, period, extra in (
             (DAILY, local.daily_period, {}),
             (WEEKLY, local.weekly_period, {"weekday": local.weekday}),

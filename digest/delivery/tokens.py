@@ -22,6 +22,11 @@ class InvalidArchiveToken(Exception):
     """The token was tampered with, made for something else, or its digest is gone."""
 
 
+class ArchiveGone(InvalidArchiveToken):
+    """A genuine link whose digest no longer exists (pruned after DIGEST_RETENTION_DAYS, or
+    deleted with its subscriber's data)."""
+
+
 def fingerprint(digest: Digest) -> str:
     """Short, stable and unique to this digest row even across a database that was reset."""
     created = int(digest.created_at.timestamp()) if digest.created_at else 0
@@ -34,7 +39,8 @@ def make_archive_token(digest: Digest) -> str:
 
 
 def read_archive_token(token: str) -> Digest:
-    """The digest a token names; raises ``InvalidArchiveToken``."""
+    """The digest a token names; raises ``ArchiveGone`` for a real link whose digest was
+    deleted, ``InvalidArchiveToken`` for anything else."""
     try:
         payload = signing.loads(token, salt=SALT)
     except signing.BadSignature:
@@ -43,7 +49,9 @@ def read_archive_token(token: str) -> Digest:
         raise InvalidArchiveToken
     digest = Digest.objects.select_related("subscriber").filter(pk=payload["d"]).first()
     if digest is None or fingerprint(digest) != payload.get("f"):
-        raise InvalidArchiveToken
+        # The signature is ours, so the link was real: its digest has been deleted.
+        raise ArchiveGone
+
     return digest
 
 
