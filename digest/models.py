@@ -239,3 +239,48 @@ class DeliveryControl(models.Model):
     def current(cls) -> DeliveryControl:
         control, _ = cls.objects.get_or_create(pk=1)
         return control
+
+
+class JobStatus(models.Model):
+    """The latest runs of one periodic task, written by the processes that queue and run it.
+
+    The web process cannot ask beat or a worker anything (the embedded defaults share no cache),
+    so the dashboard reads this table instead.
+    """
+
+    task = models.CharField(max_length=200, unique=True)
+    last_queued_at = models.DateTimeField(null=True, blank=True, help_text="sent by beat")
+    last_started_at = models.DateTimeField(null=True, blank=True)
+    last_finished_at = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    runs = models.PositiveIntegerField(default=0)
+    failures = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "job statuses"
+
+    def __str__(self) -> str:
+        return self.task
+
+
+class Heartbeat(models.Model):
+    """When a worker (one row per host name) or beat last showed that it was alive."""
+
+    class Role(models.TextChoices):
+        WORKER = "worker", "worker"
+        BEAT = "beat", "beat"
+
+    role = models.CharField(max_length=10, choices=Role.choices)
+    name = models.CharField(max_length=255)
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["role", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["role", "name"], name="heartbeat_once_per_process")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} {self.name}"

@@ -213,6 +213,10 @@ DIGEST_RETENTION_DAYS = env_int("DIGEST_RETENTION_DAYS", 365, minimum=0)
 RETENTION_HOURS = env_int("RETENTION_HOURS", 24, minimum=1)
 RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 1000, minimum=1)
 
+# --- Dashboard --------------------------------------------------------------------------------
+# A periodic job that has not succeeded within this many of its intervals is shown as overdue.
+JOB_OVERDUE_FACTOR = env_int("JOB_OVERDUE_FACTOR", 3, minimum=2)
+
 # --- Web ----------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")

@@ -117,6 +117,23 @@ def send_digest_chunk(self: object, digest_ids: list[int]) -> dict[str, int]:
     return {"sent": result.sent, "skipped": result.skipped, "failed": result.failed}
 
 
+@shared_task(ignore_result=True, autoretry_for=(OSError,), retry_backoff=30, max_retries=3)
+def send_test_digest(to: str, subscriber_id: int | None) -> str:
+    """An operator's test digest: what a subscriber (or the trending default) would get now,
+    mailed to ``to``. Nothing is recorded as sent."""
+    from digest.delivery.preview import operator_test_message, trending_profile
+    from subscriptions.models import Subscriber
+
+    subscriber = trending_profile()
+    if subscriber_id is not None:
+        found = Subscriber.objects.filter(pk=subscriber_id).first()
+        if found is None:
+            return "gone"
+        subscriber = found
+    operator_test_message(subscriber, to).send()
+    return "sent"
+
+
 # --- retention ---------------------------------------------------------------------------------
 
 

@@ -9,5 +9,6 @@ urlpatterns = [
     path("papers/<int:pk>/", views.paper_detail, name="paper"),
     path("digests/<str:token>/", archive.digest_archive, name="digest_archive"),
     path("", include("subscriptions.urls")),
+    path("admin/dashboard/", include("digest.dashboard.urls")),
     path("admin/", admin.site.urls),
 ]

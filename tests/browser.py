@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import os
 import shutil
 import socket
 import time
@@ -30,7 +31,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ARTIFACTS = ROOT / "artifacts" / "browser"
+# Screenshots: ARTIFACTS_DIR when set (e.g. by CI, to keep them), else artifacts/ in the checkout.
+ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR") or ROOT / "artifacts") / "browser"
 
 
 def free_port() -> int:
