@@ -53,7 +53,7 @@ class Recorder:
         self.messages.append(message)
         return "250 OK"
 
-    def wait_for(self, count: int, timeout: float = 15.0) -> EmailMessage:
+    def wait_for(self, count: int, timeout: float = 45.0) -> EmailMessage:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if len(self.messages) >= count:
@@ -98,7 +98,8 @@ def browser_page(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1024, "height": 900})
-        page.set_default_timeout(15_000)
+        # Generous: on a loaded two-core machine a first request may load the embedding model.
+        page.set_default_timeout(45_000)
         yield page
         browser.close()
         # The ORM calls a test made while Playwright's loop ran opened connections of their
