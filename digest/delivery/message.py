@@ -272,8 +272,9 @@ def digest_headers(content: DigestContent) -> dict[str, str]:
 def build_digest_message(
     content: DigestContent, *, connection: BaseEmailBackend | None = None
 ) -> EmailMultiAlternatives:
-    """The message, ready for ``send()``; DKIM-signed as it is serialized when configured.
-    Raises ``DigestTooLarge`` rather than mail something a server would bounce."""
+    """The message, ready for ``send()``, serialized once (and DKIM-signed when configured):
+    the size checked is that of the bytes sent. Raises ``DigestTooLarge`` rather than mail
+    something a server would bounce."""
     mail = render_digest(content)
     message = emails.build_message(
         content.to,
@@ -282,7 +283,7 @@ def build_digest_message(
         connection=connection,
         message_class=emails.DkimEmailMultiAlternatives,
     )
-    size = len(message.message().as_bytes(linesep="\r\n"))
+    size = len(message.freeze().data)
     if size > settings.MAIL_MAX_BYTES:
         raise DigestTooLarge(content.digest_id, size, settings.MAIL_MAX_BYTES)
     return message
