@@ -9,7 +9,7 @@ from email.policy import default
 from typing import Any
 
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, connection
 from django.utils import timezone
 
 from digest.delivery import plan as planning
@@ -226,28 +226,26 @@ def test_the_kill_switch_pauses_everything_without_losing_the_schedule(
     assert received(smtp) == ["ada@example.org"]
 
 
+# Autocommit, as in production: a failed statement does not poison an enclosing test transaction.
+@pytest.mark.django_db(transaction=True)
 def test_database_lost_mid_chunk_resends_at_most_the_one_in_flight(
-    listing: None, smtp: Recorder, monkeypatch: pytest.MonkeyPatch
+    listing: None, smtp: Recorder
 ) -> None:
     for i in range(4):
         subscriber(f"user{i}@example.org")
     chunks = planning.plan(NOON)
-    from digest.delivery import send
 
-    real_send_one = send.send_one
-    calls = {"n": 0}
+    def database_gone_after_third_message(execute: Any, sql: str, *args: Any) -> Any:
+        # The third message goes out, then the database goes away before "sent" is recorded.
+        if len(smtp.messages) >= 3:
+            raise OperationalError("server closed the connection unexpectedly")
+        return execute(sql, *args)
 
-    def flaky(digest: Digest, connection: Any, result: Any) -> None:
-        calls["n"] += 1
-        if calls["n"] == 3:
-            # The message goes out, then the database goes away before "sent" is recorded.
-            monkeypatch.setattr(Digest.objects, "filter", _raise_on_sent(Digest.objects.filter))
-        real_send_one(digest, connection, result)
-
-    monkeypatch.setattr(send, "send_one", flaky)
-    with pytest.raises(OperationalError):
+    with (
+        connection.execute_wrapper(database_gone_after_third_message),
+        pytest.raises(OperationalError),
+    ):
         process_chunk(chunks[0])
-    monkeypatch.undo()
     assert len(smtp.messages) == 3
     states = sorted(Digest.objects.values_list("state", flat=True))
     assert states == ["pending", "sending", "sent", "sent"]
@@ -256,22 +254,6 @@ def test_database_lost_mid_chunk_resends_at_most_the_one_in_flight(
     assert len(smtp.messages) == 5  # 4 digests + at most the single one in flight again
     assert sorted(set(received(smtp))) == [f"user{i}@example.org" for i in range(4)]
     assert set(Digest.objects.values_list("state", flat=True)) == {"sent"}
-
-
-def _raise_on_sent(real_filter: Any) -> Any:
-    class Guard:
-        def __init__(self, qs: Any) -> None:
-            self.qs = qs
-
-        def update(self, **values: Any) -> int:
-            if values.get("state") == Digest.State.SENT:
-                raise OperationalError("server closed the connection unexpectedly")
-            return self.qs.update(**values)
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self.qs, name)
-
-    return lambda *args, **kwargs: Guard(real_filter(*args, **kwargs))
 
 
 def test_every_message_parses_and_escapes_untrusted_text(listing: None, smtp: Recorder) -> None:
@@ -303,3 +285,74 @@ def test_every_message_parses_and_escapes_untrusted_text(listing: None, smtp: Re
 def _debug_context(html: str) -> str:
     at = html.find("<script>alert(1)")
     return html[max(0, at - 300) : at + 100]
+
+
+def test_a_chunk_costs_one_statement_per_digest_plus_a_fixed_few(
+    listing: None, smtp: Recorder, django_assert_max_num_queries: Any
+) -> None:
+    """The mark of one digest and the claim of the next are one statement, and everything the
+    messages show is read for the whole chunk at once."""
+    for i in range(12):
+        subscriber(f"user{i}@example.org")
+    (chunk,) = planning.plan(NOON)
+    with django_assert_max_num_queries(len(chunk) + 16):
+        result = process_chunk(chunk)
+    assert result.sent == 12 and len(smtp.messages) == 12
+    assert set(Digest.objects.values_list("state", flat=True)) == {"sent"}
+    assert all(Digest.objects.values_list("subject", flat=True))
+    assert set(Digest.objects.values_list("attempts", flat=True)) == {1}
+
+
+def test_pausing_mid_chunk_stops_sending_and_keeps_the_rest_pending(
+    listing: None, smtp: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(4):
+        subscriber(f"user{i}@example.org")
+    (chunk,) = planning.plan(NOON)
+    from digest.delivery import send
+
+    real_send = send._send
+
+    def send_then_pause(*args: Any) -> Any:
+        subject = real_send(*args)
+        DeliveryControl.objects.update_or_create(pk=1, defaults={"paused": True})
+        return subject
+
+    monkeypatch.setattr(send, "_send", send_then_pause)
+    result = process_chunk(chunk)
+    assert result.sent == 1 and len(smtp.messages) == 1
+    states = sorted(Digest.objects.values_list("state", flat=True))
+    assert states == ["pending", "pending", "pending", "sent"]
+    DeliveryControl.objects.filter(pk=1).update(paused=False)
+    monkeypatch.undo()
+    process_chunk(chunk)
+    assert sorted(received(smtp)) == [f"user{i}@example.org" for i in range(4)]
+
+
+def test_unsubscribing_mid_chunk_means_no_mail_for_the_leaver(
+    listing: None, smtp: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subscriber("one@example.org")
+    subscriber("two@example.org")
+    (chunk,) = planning.plan(NOON)
+    from digest.delivery import send
+
+    real_send = send._send
+
+    def send_then_the_other_unsubscribes(*args: Any) -> Any:
+        subject = real_send(*args)
+        Subscriber.objects.exclude(email__in=received(smtp)).update(status="unsubscribed")
+        return subject
+
+    monkeypatch.setattr(send, "_send", send_then_the_other_unsubscribes)
+    result = process_chunk(chunk)
+    assert len(smtp.messages) == 1 and result.sent == 1 and result.not_active == 1
+    (leaver,) = Subscriber.objects.filter(status="unsubscribed")
+    assert Digest.objects.get(subscriber=leaver).state == "skipped"
+
+
+def test_a_delivered_digest_clears_earlier_hard_failures(listing: None, smtp: Recorder) -> None:
+    person = subscriber("ada@example.org", hard_failures=1)
+    run_all()
+    person.refresh_from_db()
+    assert received(smtp) == ["ada@example.org"] and person.hard_failures == 0

@@ -120,14 +120,18 @@ def arxiv_links(paper: Paper) -> tuple[str, str]:
 
 
 def digest_paper(item: DigestItem) -> DigestPaper:
-    paper = item.paper
+    return dataclasses.replace(paper_entry(item.paper), reason=one_line(item.reason))
+
+
+def paper_entry(paper: Paper) -> DigestPaper:
+    """What a digest shows of a paper, the same in every digest (the reason is left blank)."""
     arxiv_url, pdf_url = arxiv_links(paper)
     return DigestPaper(
         title=one_line(paper.title),
         page_url=services.absolute(reverse("paper", args=[paper.pk])),
         authors_short=short_authors(paper.authors, paper.author_count),
         abstract_start=abstract_start(paper.abstract),
-        reason=one_line(item.reason),
+        reason="",
         arxiv_url=arxiv_url,
         pdf_url=pdf_url,
         code_url=http_url(paper.url_code),
@@ -175,14 +179,38 @@ def why_sentence(period: str, topics: Sequence[str], interests: str) -> str:
 def content_for(digest: Digest) -> DigestContent:
     """Everything the mail and the archive page show, in one query for the items (plus one for
     the subscriber unless ``digest`` was loaded with it)."""
+    return contents_for([digest])[0]
+
+
+def contents_for(digests: Sequence[Digest]) -> list[DigestContent]:
+    """``content_for`` of many digests, with one query for all their items; a paper that is in
+    several of them is prepared once. Load the digests with their subscribers."""
+    items: dict[int, list[DigestItem]] = {d.pk: [] for d in digests}
+    for item in (
+        DigestItem.objects.filter(digest__in=list(items))
+        .select_related("paper")
+        .order_by("digest_id", "rank")
+    ):
+        items[item.digest_id].append(item)
+    entries: dict[int, DigestPaper] = {}
+
+    def shown(item: DigestItem) -> DigestPaper:
+        entry = entries.get(item.paper_id)
+        if entry is None:
+            entry = entries[item.paper_id] = paper_entry(item.paper)
+        return dataclasses.replace(entry, reason=one_line(item.reason))
+
+    return [_content(d, [shown(item) for item in items[d.pk]]) for d in digests]
+
+
+def _content(digest: Digest, papers: list[DigestPaper]) -> DigestContent:
     subscriber = digest.subscriber
-    items = digest.items.select_related("paper").order_by("rank")
     topics, interests = topic_labels(subscriber.interests)
     return DigestContent(
         digest_id=digest.pk,
         to=subscriber.email,
         period_label=period_label(digest.period),
-        papers=[digest_paper(item) for item in items],
+        papers=papers,
         topics=topics,
         manage_url=services.manage_url(subscriber),
         unsubscribe_url=services.unsubscribe_url(subscriber),
