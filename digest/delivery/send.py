@@ -174,7 +174,10 @@ class _Accepted:
 def _advance_sql() -> str:
     """One UPDATE that records one digest as sent and claims the next: pending -> sending, only
     while its subscriber may still get mail (an unsubscribe that lands while the chunk is being
-    prepared wins) and sending is not paused. It returns the ids it changed."""
+    prepared wins) and sending is not paused. It returns the ids it changed. The subscriber is
+    looked up by its key, not found among all active subscribers (an IN over them all is what
+    PostgreSQL may otherwise plan), so a claim costs the same however many subscribers there
+    are."""
     q = connection.ops.quote_name
     digest, subscriber = q(Digest._meta.db_table), q(Subscriber._meta.db_table)
     control = q(DeliveryControl._meta.db_table)
@@ -190,9 +193,10 @@ def _advance_sql() -> str:
                                  ELSE {q("attempts")} + 1 END
         WHERE {q("id")} = %s
            OR ({q("id")} = %s AND {q("state")} = %s
-               AND {q("subscriber_id")} IN (
-                   SELECT {q("id")} FROM {subscriber}
-                   WHERE {q("status")} = %s AND {q("suppressed_at")} IS NULL)
+               AND {q("subscriber_id")} = %s
+               AND EXISTS (
+                   SELECT 1 FROM {subscriber}
+                   WHERE {q("id")} = %s AND {q("status")} = %s AND {q("suppressed_at")} IS NULL)
                AND NOT EXISTS (SELECT 1 FROM {control} WHERE {q("paused")}))
         RETURNING {q("id")}
     """  # noqa: S608
@@ -204,10 +208,12 @@ def _advance(accepted: _Accepted | None, upcoming: Digest | None, now: datetime)
     done = accepted.digest.pk if accepted else None
     subject = accepted.subject[:300] if accepted else ""
     claim = upcoming.pk if upcoming else None
+    owner = upcoming.subscriber_id if upcoming else None
     params = [
         *(done, Digest.State.SENT.value, Digest.State.SENDING.value),
         *(done, now, done, subject, done, done, now, done),
-        *(done, claim, Digest.State.PENDING.value, Subscriber.Status.CONFIRMED.value),
+        *(done, claim, Digest.State.PENDING.value),
+        *(owner, owner, Subscriber.Status.CONFIRMED.value),
     ]
     with connection.cursor() as cursor:
         cursor.execute(_advance_sql(), params)
