@@ -17,7 +17,9 @@ import jinja2
 import pytest
 
 from digest import emails
-from digest.delivery.message import build_digest_message, content_for
+from digest.delivery import message as digest_message
+from digest.delivery.message import build_digest_message, content_for, contents_for
+from digest.models import Paper
 from tests.browser import serving_smtp
 from tests.factories import DigestFactory, DigestItemFactory, PaperFactory
 
@@ -134,3 +136,40 @@ def test_remembered_wordwrap_wraps_like_jinja2(text: str, args: tuple[Any, ...])
     assert wrap(text, *args) == expected  # from the cache
     assert wrap(jinja2.filters.Markup(text), *args) == expected  # not a plain str: not cached
     assert wrap(text, width=args[0]) == jinja2.filters.do_wordwrap(env, text, width=args[0])
+
+
+# --- paper entries kept from one chunk to the next ----------------------------------------------
+
+
+@pytest.mark.django_db
+def test_an_edited_paper_shows_its_new_text_in_the_next_digest(settings: Any) -> None:
+    settings.SITE_URL = "https://digest.example.org"
+    paper = PaperFactory(title="Old title", abstract="Old abstract.", url_code="")
+    first, second = DigestFactory(), DigestFactory()
+    for digest in (first, second):
+        DigestItemFactory(digest=digest, paper=paper, rank=1)
+    (before,) = contents_for([first])
+    Paper.objects.filter(pk=paper.pk).update(
+        title="New title", abstract="New abstract.", url_code="https://github.com/new/code"
+    )
+    (after,) = contents_for([second])
+    assert before.papers[0].title == "Old title" and before.papers[0].code_url == ""
+    assert after.papers[0].title == "New title"
+    assert after.papers[0].abstract_start == "New abstract."
+    assert after.papers[0].code_url == "https://github.com/new/code"
+    settings.SITE_URL = "https://elsewhere.example.org"
+    (moved,) = contents_for([second])
+    assert moved.papers[0].page_url.startswith("https://elsewhere.example.org/")
+
+
+@pytest.mark.django_db
+def test_kept_paper_entries_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(digest_message, "ENTRY_CACHE_SIZE", 3)
+    monkeypatch.setattr(digest_message, "_entries", {})
+    digest = DigestFactory()
+    for rank in range(1, 6):
+        DigestItemFactory(digest=digest, rank=rank, reason=f"reason {rank}")
+    (content,) = contents_for([digest])
+    assert len(digest_message._entries) <= 3
+    assert [p.reason for p in content.papers] == [f"reason {n}" for n in range(1, 6)]
+    assert len({p.title for p in content.papers}) == 5

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from email.utils import format_datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -119,10 +120,6 @@ def arxiv_links(paper: Paper) -> tuple[str, str]:
     return abs_url, pdf_url
 
 
-def digest_paper(item: DigestItem) -> DigestPaper:
-    return dataclasses.replace(paper_entry(item.paper), reason=one_line(item.reason))
-
-
 def paper_entry(paper: Paper) -> DigestPaper:
     """What a digest shows of a paper, the same in every digest (the reason is left blank)."""
     arxiv_url, pdf_url = arxiv_links(paper)
@@ -182,25 +179,50 @@ def content_for(digest: Digest) -> DigestContent:
     return contents_for([digest])[0]
 
 
+# What a digest shows of a paper, read with its item (one query, no model instances).
+PAPER_FIELDS = (
+    "title",
+    "abstract",
+    "authors",
+    "author_count",
+    "arxiv_id",
+    "url_abs",
+    "url_pdf",
+    "url_code",
+    "upvotes",
+)
+# The same papers recur in thousands of digests: their entries are kept per process, keyed by
+# everything they are made of (so an edited paper gets a new entry), and dropped wholesale when
+# there are more than this, so memory stays bounded whatever the number of subscribers.
+ENTRY_CACHE_SIZE = 5000
+_entries: dict[tuple[Any, ...], DigestPaper] = {}
+
+
+def _entry(paper_id: int, values: tuple[Any, ...]) -> DigestPaper:
+    authors = values[PAPER_FIELDS.index("authors")]
+    key = (settings.SITE_URL, paper_id, *values[:2], tuple(authors or ()), *values[3:])
+    entry = _entries.get(key)
+    if entry is None:
+        if len(_entries) >= ENTRY_CACHE_SIZE:
+            _entries.clear()
+        paper = Paper(pk=paper_id, **dict(zip(PAPER_FIELDS, values, strict=True)))
+        entry = _entries[key] = paper_entry(paper)
+    return entry
+
+
 def contents_for(digests: Sequence[Digest]) -> list[DigestContent]:
-    """``content_for`` of many digests, with one query for all their items; a paper that is in
-    several of them is prepared once. Load the digests with their subscribers."""
-    items: dict[int, list[DigestItem]] = {d.pk: [] for d in digests}
-    for item in (
-        DigestItem.objects.filter(digest__in=list(items))
-        .select_related("paper")
+    """``content_for`` of many digests, with one query for all their items and papers; a paper
+    in several of them is prepared once. Load the digests with their subscribers."""
+    papers: dict[int, list[DigestPaper]] = {d.pk: [] for d in digests}
+    rows = (
+        DigestItem.objects.filter(digest__in=list(papers))
         .order_by("digest_id", "rank")
-    ):
-        items[item.digest_id].append(item)
-    entries: dict[int, DigestPaper] = {}
-
-    def shown(item: DigestItem) -> DigestPaper:
-        entry = entries.get(item.paper_id)
-        if entry is None:
-            entry = entries[item.paper_id] = paper_entry(item.paper)
-        return dataclasses.replace(entry, reason=one_line(item.reason))
-
-    return [_content(d, [shown(item) for item in items[d.pk]]) for d in digests]
+        .values_list("digest_id", "reason", "paper_id", *(f"paper__{f}" for f in PAPER_FIELDS))
+    )
+    for digest_id, reason, paper_id, *values in rows:
+        entry = _entry(paper_id, tuple(values))
+        papers[digest_id].append(dataclasses.replace(entry, reason=one_line(reason)))
+    return [_content(d, papers[d.pk]) for d in digests]
 
 
 def _content(digest: Digest, papers: list[DigestPaper]) -> DigestContent:
