@@ -145,7 +145,7 @@ def matcher_for(papers: Sequence[Paper], *, semantic_on: bool | None = None) -> 
 # A worker sends chunk after chunk against the same candidate papers; building their index is
 # the costliest step of matching, so the last matcher is kept for the next chunk. What it caches
 # per topic is bounded, so a worker's memory does not grow with the number of subscribers.
-TOPIC_CACHE_LIMIT = 20_000
+TOPIC_CACHE_LIMIT = 5000
 
 
 @dataclass
