@@ -218,6 +218,8 @@ def _advance(accepted: _Accepted | None, upcoming: Digest | None, now: datetime)
     with connection.cursor() as cursor:
         cursor.execute(_advance_sql(), params)
         changed = {row[0] for row in cursor.fetchall()}
+    # Failures in a row end with a delivery; the count was read with the chunk, and only a
+    # subscriber who had failures needs the extra statement.
     if accepted and accepted.digest.subscriber.hard_failures:
         Subscriber.objects.filter(pk=accepted.digest.subscriber_id, hard_failures__gt=0).update(
             hard_failures=0
