@@ -8,13 +8,15 @@ are errors, so a template typo fails a test instead of mailing a blank.
 
 from __future__ import annotations
 
+import binascii
+from collections.abc import Callable
 from dataclasses import dataclass
 from email import charset
 from email.message import Message
 from email.utils import formataddr, parseaddr
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import css_inline
 import dkim
@@ -32,16 +34,42 @@ class RenderedMail:
     html: str
 
 
+# Wrapped texts kept per process: the same titles, authors and abstracts recur in thousands of
+# digests, and ``textwrap`` is the slowest step of rendering the text part. Bounded, so memory
+# does not grow with the number of subscribers.
+WRAP_CACHE_SIZE = 8192
+
+
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(settings.BASE_DIR / "templates" / "email")),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        # Compiled templates are kept; checking the files' mtimes on every render is for
+        # development only.
+        auto_reload=settings.DEBUG,
     )
+    env.filters["wordwrap"] = memoized_wordwrap(env)
+    return env
+
+
+def memoized_wordwrap(env: jinja2.Environment) -> Callable[..., str]:
+    """Jinja2's own ``wordwrap`` filter, with its results remembered for plain strings."""
+
+    @lru_cache(maxsize=WRAP_CACHE_SIZE)
+    def wrapped(text: str, *args: Any) -> str:
+        return str(jinja2.filters.do_wordwrap(env, text, *args))
+
+    def wordwrap(text: Any, *args: Any, **kwargs: Any) -> str:
+        if type(text) is not str or kwargs:
+            return str(jinja2.filters.do_wordwrap(env, text, *args, **kwargs))
+        return wrapped(text, *args)
+
+    return wordwrap
 
 
 def render(name: str, context: dict[str, Any]) -> RenderedMail:
@@ -69,14 +97,17 @@ def list_unsubscribe_headers(unsubscribe_url: str, mailto: str = "") -> dict[str
     }
 
 
+Mail = TypeVar("Mail", bound=EmailMultiAlternatives)
+
+
 def build_message(
     to: str,
     mail: RenderedMail,
     *,
     headers: dict[str, str] | None = None,
     connection: BaseEmailBackend | None = None,
-    message_class: type[EmailMultiAlternatives] = EmailMultiAlternatives,
-) -> EmailMultiAlternatives:
+    message_class: type[Mail] = EmailMultiAlternatives,  # type: ignore[assignment]
+) -> Mail:
     name, address = parseaddr(settings.DEFAULT_FROM_EMAIL)
     message = message_class(
         subject=mail.subject,
@@ -114,12 +145,48 @@ def inline_css(html: str) -> str:
     return inliner.inline(html)
 
 
-# --- DKIM ------------------------------------------------------------------------------------
+# --- Transfer encoding -----------------------------------------------------------------------
 
-# Quoted-printable bodies are plain ASCII: no relay has a reason to re-encode them (as it may do
-# with 8bit text for a server without 8BITMIME), which would break the signature.
-UTF8_QP = charset.Charset("utf-8")
-UTF8_QP.body_encoding = charset.QP
+QP_LINE_LIMIT = 76  # RFC 2045 6.7: encoded lines, the "=" of a soft line break included
+
+
+class Utf8QuotedPrintable(charset.Charset):
+    """UTF-8 bodies in quoted-printable, encoded in C.
+
+    Quoted-printable bodies are plain ASCII: no relay has a reason to re-encode them (as it may
+    do with 8bit text for a server without 8BITMIME), which would break a DKIM signature. The
+    standard library's encoder (``email.quoprimime``) is pure Python and was the largest single
+    cost of building a digest; ``binascii.b2a_qp`` produces the same encoding in C. It can
+    overshoot the line limit by a character or two where an encoded trailing space meets a soft
+    break, so its output is checked and that rare body is encoded the slow way instead.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("utf-8")
+        self.body_encoding = charset.QP
+
+    @overload
+    def body_encode(self, string: None) -> None: ...
+
+    @overload
+    def body_encode(self, string: str | bytes) -> str: ...
+
+    def body_encode(self, string: str | bytes | None) -> str | None:
+        if string is None:
+            return None
+        data = string.encode("utf-8") if isinstance(string, str) else string
+        if not data:
+            return ""
+        encoded = binascii.b2a_qp(data, istext=True)
+        if max(map(len, encoded.split(b"\n"))) <= QP_LINE_LIMIT:
+            return encoded.decode("ascii")
+        return super().body_encode(data)
+
+
+UTF8_QP = Utf8QuotedPrintable()
+
+
+# --- DKIM ------------------------------------------------------------------------------------
 
 DKIM_SIGNED_HEADERS = (
     "From",
@@ -174,22 +241,23 @@ def dkim_signature(data: bytes, key: DkimKey) -> bytes:
     return signature
 
 
-class SignedMessage:
-    """A MIME message frozen into its signed bytes.
+class FrozenMessage:
+    """A MIME message frozen into its bytes (signed, when DKIM is on).
 
     Django's backends send ``message().as_bytes(linesep="\\r\\n")``; this returns exactly the
-    bytes that were signed, so nothing can re-fold a header or pick another MIME boundary
-    between signing and sending. Header look-ups go to the message as built.
+    bytes that were measured and signed, so nothing can re-fold a header or pick another MIME
+    boundary between the size check, signing and sending, and the message is serialized once.
+    Header look-ups go to the message as built.
     """
 
-    def __init__(self, original: Message, signed: bytes) -> None:
+    def __init__(self, original: Message, data: bytes) -> None:
         self.original = original
-        self.signed = signed
+        self.data = data
 
     def as_bytes(self, unixfrom: bool = False, linesep: str = "\n") -> bytes:
         if linesep == "\r\n":
-            return self.signed
-        return self.signed.replace(b"\r\n", linesep.encode())
+            return self.data
+        return self.data.replace(b"\r\n", linesep.encode())
 
     def as_string(self, unixfrom: bool = False, linesep: str = "\n") -> str:
         return self.as_bytes(linesep=linesep).decode("utf-8", errors="surrogateescape")
@@ -207,6 +275,8 @@ class SignedMessage:
         return name in self.original
 
     def __getattr__(self, name: str) -> Any:
+        if name == "original":  # not set yet (copy.deepcopy makes the object without __init__)
+            raise AttributeError(name)
         return getattr(self.original, name)
 
 
@@ -214,15 +284,29 @@ class DkimEmailMultiAlternatives(EmailMultiAlternatives):
     """Text + HTML mail in quoted-printable UTF-8, DKIM-signed when DKIM_* is configured.
 
     Signing happens in ``message()``, the method every Django backend calls to serialize, so
-    the SMTP backend transmits the very bytes that were signed.
+    the SMTP backend transmits the very bytes that were signed. After ``freeze()`` the message
+    is serialized (and signed) once: ``message()`` returns those bytes from then on, and later
+    changes to this object are not sent (build a new one instead).
     """
 
     encoding = UTF8_QP  # Django accepts a Charset here as well as a name
+    _frozen: FrozenMessage | None = None
 
     def message(self) -> Any:
+        if self._frozen is not None:
+            return self._frozen
         message = super().message()
         key = dkim_key()
         if key is None:
             return message
         data = message.as_bytes(linesep="\r\n")
-        return SignedMessage(message, dkim_signature(data, key) + data)
+        return FrozenMessage(message, dkim_signature(data, key) + data)
+
+    def freeze(self) -> FrozenMessage:
+        """Serialize (and sign) now; what ``message()`` returns from then on."""
+        if self._frozen is None:
+            message = self.message()
+            if not isinstance(message, FrozenMessage):
+                message = FrozenMessage(message, message.as_bytes(linesep="\r\n"))
+            self._frozen = message
+        return self._frozen

@@ -3,6 +3,8 @@ refused with a clear error and nothing lost."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -266,6 +268,9 @@ def test_a_test_digest_goes_to_the_address_marked_and_with_harmless_links(
     assert any("Queued a test digest to ops@example.org" in m for m in messages_of(response))
     [message] = mailbox
     assert message.to == ["ops@example.org"] and message.subject.startswith("[Test] ")
+    sent = email.message_from_bytes(message.message().as_bytes(), policy=email.policy.default)
+    # In the bytes that go out, not only on the object (the header is folded: strip).
+    assert sent["Subject"].strip().startswith("[Test] ")
     html = message.alternatives[0][0]
     for part in (message.body, html):
         assert "This is a test digest sent by an operator" in part

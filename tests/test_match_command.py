@@ -10,10 +10,10 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from digest.ingest.run import IngestOptions, ingest_path
-from digest.matching import semantic
+from digest.matching import semantic, service
 from digest.matching.interests import parse_interests
-from digest.matching.service import candidate_papers, matcher_for, preview
-from digest.models import PaperEmbedding, TopicEmbedding
+from digest.matching.service import candidate_papers, matcher_for, preview, reusable_matcher_for
+from digest.models import Paper, PaperEmbedding, TopicEmbedding
 from tests.conftest import SEED, require
 
 FED = "FedD2S: Personalized Data-Free Federated Knowledge Distillation"
@@ -113,3 +113,82 @@ def test_embeddings_are_computed_once_and_kept(semantic_extra: None, today_2026:
     assert TopicEmbedding.objects.filter(text="Bayesian deep learning").exists()
     matcher_for(papers)
     assert {e.paper_id: bytes(e.vector) for e in PaperEmbedding.objects.all()} == stored
+
+
+# --- the matcher a worker keeps from one chunk to the next ----------------------------------
+
+
+@pytest.fixture
+def stored_papers(today_2026: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("SEMANTIC_MATCHING", "off")
+    monkeypatch.setattr(service, "_kept", None)
+    ingest_path(SEED, IngestOptions(source="test"))
+    return candidate_papers
+
+
+@pytest.mark.django_db
+def test_kept_matcher_is_reused_while_the_candidates_are_unchanged(stored_papers: Any) -> None:
+    first = reusable_matcher_for(stored_papers())
+    assert reusable_matcher_for(stored_papers()) is first  # reloaded, same papers: same matcher
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "change",
+    [
+        "a paper added",
+        "a paper removed",
+        "an abstract edited",
+        "a title edited",
+        "upvotes changed",
+    ],
+)
+def test_kept_matcher_is_rebuilt_when_the_candidates_change(
+    stored_papers: Any, change: str
+) -> None:
+    papers = stored_papers()
+    first = reusable_matcher_for(papers)
+    target = Paper.objects.get(pk=papers[0].pk)
+    if change == "a paper added":
+        extra = Paper.objects.get(pk=papers[1].pk)
+        extra.pk, extra.key, extra.title_key = None, "title:new", "new"
+        extra.title = "Federated learning on phones"
+        extra.save()
+    elif change == "a paper removed":
+        target.delete()
+    elif change == "an abstract edited":
+        Paper.objects.filter(pk=target.pk).update(abstract="Federated learning, rewritten.")
+    elif change == "a title edited":
+        Paper.objects.filter(pk=target.pk).update(title="Graph neural networks, renamed")
+    else:
+        Paper.objects.filter(pk=target.pk).update(upvotes=(target.upvotes or 0) + 100)
+    changed = stored_papers()
+    second = reusable_matcher_for(changed)
+    assert second is not first
+    assert [p.key for p in second.index.papers] == [p.pk for p in changed]
+    fresh = matcher_for(changed)
+    profile = parse_interests("federated learning, graph neural networks")
+    assert second.rank(profile, 10) == fresh.rank(profile, 10)
+
+
+@pytest.mark.django_db
+def test_kept_matcher_is_rebuilt_when_the_semantic_setting_changes(stored_papers: Any) -> None:
+    papers = stored_papers()
+    lexical = reusable_matcher_for(papers, semantic_on=False)
+    assert service.candidates_key(papers, True) != service.candidates_key(papers, False)
+    assert reusable_matcher_for(papers, semantic_on=False) is lexical
+
+
+@pytest.mark.django_db
+def test_kept_matcher_forgets_its_topics_beyond_the_limit(
+    stored_papers: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service, "TOPIC_CACHE_LIMIT", 5)
+    papers = stored_papers()
+    matcher = reusable_matcher_for(papers)
+    profiles = [parse_interests(f"topic number {n}") for n in range(8)]
+    before = [matcher.rank(p, 5) for p in profiles]
+    assert len(matcher._topics) == 8
+    assert reusable_matcher_for(papers) is matcher
+    assert len(matcher._topics) == 0  # bounded: memory does not grow with the subscribers
+    assert [matcher.rank(p, 5) for p in profiles] == before

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from email.utils import format_datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
 from django.core.mail.backends.base import BaseEmailBackend
 from django.urls import reverse
 from django.utils import timezone
@@ -78,6 +78,7 @@ class DigestContent:
     why: str  # one sentence: why this address gets this mail
     # Set by content_for: makes the Message-ID unique to the digest row (see message_id()).
     fingerprint: str = ""
+    subject_prefix: str = ""  # e.g. "[Test] " for an operator's test digest
 
 
 # --- Content ---------------------------------------------------------------------------------
@@ -119,15 +120,15 @@ def arxiv_links(paper: Paper) -> tuple[str, str]:
     return abs_url, pdf_url
 
 
-def digest_paper(item: DigestItem) -> DigestPaper:
-    paper = item.paper
+def paper_entry(paper: Paper) -> DigestPaper:
+    """What a digest shows of a paper, the same in every digest (the reason is left blank)."""
     arxiv_url, pdf_url = arxiv_links(paper)
     return DigestPaper(
         title=one_line(paper.title),
         page_url=services.absolute(reverse("paper", args=[paper.pk])),
         authors_short=short_authors(paper.authors, paper.author_count),
         abstract_start=abstract_start(paper.abstract),
-        reason=one_line(item.reason),
+        reason="",
         arxiv_url=arxiv_url,
         pdf_url=pdf_url,
         code_url=http_url(paper.url_code),
@@ -175,14 +176,63 @@ def why_sentence(period: str, topics: Sequence[str], interests: str) -> str:
 def content_for(digest: Digest) -> DigestContent:
     """Everything the mail and the archive page show, in one query for the items (plus one for
     the subscriber unless ``digest`` was loaded with it)."""
+    return contents_for([digest])[0]
+
+
+# What a digest shows of a paper, read with its item (one query, no model instances).
+PAPER_FIELDS = (
+    "title",
+    "abstract",
+    "authors",
+    "author_count",
+    "arxiv_id",
+    "url_abs",
+    "url_pdf",
+    "url_code",
+    "upvotes",
+)
+# The same papers recur in thousands of digests: their entries are kept per process, keyed by
+# everything they are made of (so an edited paper gets a new entry), and dropped wholesale when
+# there are more than this, so memory stays bounded whatever the number of subscribers.
+ENTRY_CACHE_SIZE = 5000
+_entries: dict[tuple[Any, ...], DigestPaper] = {}
+
+
+def _entry(paper_id: int, values: tuple[Any, ...]) -> DigestPaper:
+    authors = values[PAPER_FIELDS.index("authors")]
+    key = (settings.SITE_URL, paper_id, *values[:2], tuple(authors or ()), *values[3:])
+    entry = _entries.get(key)
+    if entry is None:
+        if len(_entries) >= ENTRY_CACHE_SIZE:
+            _entries.clear()
+        paper = Paper(pk=paper_id, **dict(zip(PAPER_FIELDS, values, strict=True)))
+        entry = _entries[key] = paper_entry(paper)
+    return entry
+
+
+def contents_for(digests: Sequence[Digest]) -> list[DigestContent]:
+    """``content_for`` of many digests, with one query for all their items and papers; a paper
+    in several of them is prepared once. Load the digests with their subscribers."""
+    papers: dict[int, list[DigestPaper]] = {d.pk: [] for d in digests}
+    rows = (
+        DigestItem.objects.filter(digest__in=list(papers))
+        .order_by("digest_id", "rank")
+        .values_list("digest_id", "reason", "paper_id", *(f"paper__{f}" for f in PAPER_FIELDS))
+    )
+    for digest_id, reason, paper_id, *values in rows:
+        entry = _entry(paper_id, tuple(values))
+        papers[digest_id].append(dataclasses.replace(entry, reason=one_line(reason)))
+    return [_content(d, papers[d.pk]) for d in digests]
+
+
+def _content(digest: Digest, papers: list[DigestPaper]) -> DigestContent:
     subscriber = digest.subscriber
-    items = digest.items.select_related("paper").order_by("rank")
     topics, interests = topic_labels(subscriber.interests)
     return DigestContent(
         digest_id=digest.pk,
         to=subscriber.email,
         period_label=period_label(digest.period),
-        papers=[digest_paper(item) for item in items],
+        papers=papers,
         topics=topics,
         manage_url=services.manage_url(subscriber),
         unsubscribe_url=services.unsubscribe_url(subscriber),
@@ -271,9 +321,10 @@ def digest_headers(content: DigestContent) -> dict[str, str]:
 
 def build_digest_message(
     content: DigestContent, *, connection: BaseEmailBackend | None = None
-) -> EmailMultiAlternatives:
-    """The message, ready for ``send()``; DKIM-signed as it is serialized when configured.
-    Raises ``DigestTooLarge`` rather than mail something a server would bounce."""
+) -> emails.DkimEmailMultiAlternatives:
+    """The message, ready for ``send()``, serialized once (and DKIM-signed when configured):
+    the size checked is that of the bytes sent. Raises ``DigestTooLarge`` rather than mail
+    something a server would bounce."""
     mail = render_digest(content)
     message = emails.build_message(
         content.to,
@@ -282,7 +333,8 @@ def build_digest_message(
         connection=connection,
         message_class=emails.DkimEmailMultiAlternatives,
     )
-    size = len(message.message().as_bytes(linesep="\r\n"))
+    assert isinstance(message, emails.DkimEmailMultiAlternatives)
+    size = len(message.freeze().data)
     if size > settings.MAIL_MAX_BYTES:
         raise DigestTooLarge(content.digest_id, size, settings.MAIL_MAX_BYTES)
     return message

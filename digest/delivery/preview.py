@@ -22,16 +22,16 @@ from digest.delivery.message import (
     DigestContent,
     DigestPaper,
     build_digest_message,
-    digest_paper,
+    one_line,
+    paper_entry,
     period_label,
     render_digest,
     topic_labels,
     why_sentence,
 )
 from digest.delivery.schedule import WEEKLY, local_now
-from digest.delivery.send import _allowed, _candidates, _profile, _windows
-from digest.matching.service import matcher_for
-from digest.models import Digest, DigestItem, Paper
+from digest.delivery.send import choose
+from digest.models import Digest, Paper
 from subscriptions import services
 from subscriptions.models import Subscriber
 
@@ -68,25 +68,13 @@ def trending_profile() -> Subscriber:
 def pick(subscriber: Subscriber) -> tuple[list[PreviewItem], datetime | None, int]:
     """(the papers the next digest would hold, its window start, how many papers were
     candidates), exactly as ``send.prepare`` would choose them."""
-    draft = Digest(subscriber=subscriber, period="preview")
-    windows = _windows([subscriber.pk], [])
-    papers = _candidates(windows)
-    if not papers:
-        return [], windows[subscriber.pk], 0
-    ranked = next(
-        iter(
-            matcher_for(papers).digests(
-                [_profile(subscriber)],
-                [subscriber.max_papers],
-                allowed=_allowed([draft], papers, windows),
-            )
-        )
-    )
+    choice = choose([Digest(subscriber=subscriber, period="preview")])
+    papers = choice.papers
     items = [
         PreviewItem(rank, papers[r.paper], r.score, r.reason)
-        for rank, r in enumerate(ranked, start=1)
+        for rank, r in enumerate(choice.ranked[0], start=1)
     ]
-    return items, windows[subscriber.pk], len(papers)
+    return items, choice.windows[subscriber.pk], len(papers)
 
 
 def preview_digest(subscriber: Subscriber, now: datetime | None = None) -> DigestPreview:
@@ -114,9 +102,7 @@ def preview_digest(subscriber: Subscriber, now: datetime | None = None) -> Diges
 
 
 def _digest_paper(item: PreviewItem) -> DigestPaper:
-    return digest_paper(
-        DigestItem(paper=item.paper, rank=item.rank, score=item.score, reason=item.reason)
-    )
+    return dataclasses.replace(paper_entry(item.paper), reason=one_line(item.reason))
 
 
 def _neutral_link() -> str:
@@ -143,7 +129,6 @@ def operator_test_message(subscriber: Subscriber, to: str) -> EmailMultiAlternat
             f"subscriber with {wanted} would get now."
         ),
         fingerprint=f"test-{secrets.token_hex(6)}",
+        subject_prefix="[Test] ",
     )
-    message = build_digest_message(content)
-    message.subject = f"[Test] {message.subject}"
-    return message
+    return build_digest_message(content)

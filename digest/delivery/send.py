@@ -1,9 +1,14 @@
 """Sending one chunk of digests: match, record items, render, send over one SMTP connection.
 
 Exactly once: each digest is claimed with a conditional update (pending -> sending, and only
-while its subscriber is still active) right before its message goes out, and marked sent right
-after the server accepts it. A crash can therefore leave at most the one in-flight digest in
-"sending"; everything else is either sent or still pending for the retry.
+while its subscriber is still active and sending is not paused) right before its message goes
+out, and marked sent once the server has accepted it. The mark of one digest and the claim of the
+next are one statement (one round trip instead of two): a crash can therefore leave at most the
+one in-flight digest in "sending"; everything else is either sent or still pending for the retry.
+
+What the messages need is read for the whole chunk at once (the digests with their subscribers,
+then their items with the papers), and the paper index is kept from one chunk to the next while
+the candidate papers stay the same.
 """
 
 from __future__ import annotations
@@ -12,23 +17,29 @@ import logging
 import smtplib
 import socket
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import numpy as np
 from django.conf import settings
 from django.core.mail import get_connection
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Max, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
 from digest.delivery.errors import TransientDeliveryError
-from digest.delivery.message import DigestTooLarge, build_digest_message, content_for
-from digest.delivery.plan import active_subscribers, sending_paused
+from digest.delivery.message import (
+    DigestContent,
+    DigestTooLarge,
+    build_digest_message,
+    contents_for,
+)
+from digest.delivery.plan import sending_paused
 from digest.matching.interests import InterestError, Profile, parse_interests
-from digest.matching.service import latest_listing, matcher_for
-from digest.models import Digest, DigestItem, Paper
+from digest.matching.score import Ranked
+from digest.matching.service import latest_listing, reusable_matcher_for
+from digest.models import DeliveryControl, Digest, DigestItem, Paper
 from subscriptions.models import Subscriber
 
 log = logging.getLogger(__name__)
@@ -61,7 +72,7 @@ def _windows(subscriber_ids: list[int], exclude: list[int]) -> dict[int, datetim
     return {pk: found.get(pk) for pk in subscriber_ids}
 
 
-def _candidates(windows: dict[int, datetime | None]) -> list[Paper]:
+def _candidates(windows: dict[int, datetime | None], day: date | None) -> list[Paper]:
     starts = [w for w in windows.values() if w is not None]
     papers = Paper.objects.only("id", "title", "abstract", "upvotes", "listing_date", "first_seen")
     found: dict[int, Paper] = {}
@@ -70,17 +81,19 @@ def _candidates(windows: dict[int, datetime | None]) -> list[Paper]:
             :MAX_CANDIDATES
         ]:
             found[paper.pk] = paper
-    if any(w is None for w in windows.values()) and (day := latest_listing()):
+    if any(w is None for w in windows.values()) and day:
         for paper in papers.filter(listing_date=day):
             found.setdefault(paper.pk, paper)
     return sorted(found.values(), key=lambda p: p.pk)
 
 
 def _allowed(
-    digests: list[Digest], papers: list[Paper], windows: dict[int, datetime | None]
+    digests: list[Digest],
+    papers: list[Paper],
+    windows: dict[int, datetime | None],
+    day: date | None,
 ) -> np.ndarray:
     """(digests x papers): inside the subscriber's window and never sent to them before."""
-    day = latest_listing()
     first_seen = np.array([p.first_seen.timestamp() for p in papers])
     in_latest = np.array([p.listing_date == day for p in papers], dtype=bool)
     column = {p.pk: i for i, p in enumerate(papers)}
@@ -105,23 +118,44 @@ def _profile(subscriber: Subscriber) -> Profile:
         return Profile()
 
 
+@dataclass(frozen=True)
+class Choice:
+    """What a set of digests would hold: the candidate papers, each subscriber's window start
+    (None: a first digest, which covers the latest listing) and, per digest, its papers."""
+
+    papers: list[Paper]
+    windows: dict[int, datetime | None]
+    ranked: list[list[Ranked]]
+
+
+def choose(digests: list[Digest]) -> Choice:
+    """The papers each digest gets: inside its subscriber's window, never sent to them before,
+    matched to their interests. Digests may be unsaved (the operator's preview)."""
+    windows = _windows([d.subscriber_id for d in digests], [d.pk for d in digests if d.pk])
+    day = latest_listing()
+    papers = _candidates(windows, day)
+    if not papers:
+        return Choice(papers, windows, [[] for _ in digests])
+    ranked = reusable_matcher_for(papers).digests(
+        [_profile(d.subscriber) for d in digests],
+        [d.subscriber.max_papers for d in digests],
+        allowed=_allowed(digests, papers, windows, day),
+    )
+    return Choice(papers, windows, list(ranked))
+
+
 def prepare(digests: list[Digest]) -> None:
     """Give each new digest its items (or mark it skipped when nothing matched)."""
-    fresh = [d for d in digests if not d.items.exists()]
+    prepared = set(
+        DigestItem.objects.filter(digest__in=[d.pk for d in digests])
+        .values_list("digest_id", flat=True)
+        .distinct()
+    )
+    fresh = [d for d in digests if d.pk not in prepared]
     if not fresh:
         return
-    windows = _windows([d.subscriber_id for d in fresh], [d.pk for d in fresh])
-    papers = _candidates(windows)
-    found: list[list[Any]] = [[] for _ in fresh]
-    if papers:
-        matcher = matcher_for(papers)
-        found = list(
-            matcher.digests(
-                [_profile(d.subscriber) for d in fresh],
-                [d.subscriber.max_papers for d in fresh],
-                allowed=_allowed(fresh, papers, windows),
-            )
-        )
+    choice = choose(fresh)
+    papers, found = choice.papers, choice.ranked
     with transaction.atomic():
         items = [
             DigestItem(
@@ -145,16 +179,71 @@ def prepare(digests: list[Digest]) -> None:
 # --- sending ---------------------------------------------------------------------------------
 
 
-def _claim(digest: Digest, now: datetime) -> bool:
-    """pending -> sending, only while the subscriber may still get mail (an unsubscribe that
-    lands while the chunk is being prepared wins)."""
-    active = Subscriber.objects.filter(active_subscribers()).values("pk")
-    return (
-        Digest.objects.filter(
-            pk=digest.pk, state=Digest.State.PENDING, subscriber__in=active
-        ).update(state=Digest.State.SENDING, claimed_at=now, attempts=F("attempts") + 1)
-        == 1
-    )
+@dataclass(frozen=True)
+class _Accepted:
+    """A digest the server has accepted, not yet recorded as sent."""
+
+    digest: Digest
+    subject: str
+    size: int  # bytes of the message as sent
+
+
+def _advance_sql() -> str:
+    """One UPDATE that records one digest as sent and claims the next: pending -> sending, only
+    while its subscriber may still get mail (an unsubscribe that lands while the chunk is being
+    prepared wins) and sending is not paused. It returns the ids it changed. The subscriber is
+    looked up by its key, not found among all active subscribers (an IN over them all is what
+    PostgreSQL may otherwise plan), so a claim costs the same however many subscribers there
+    are."""
+    q = connection.ops.quote_name
+    digest, subscriber = q(Digest._meta.db_table), q(Subscriber._meta.db_table)
+    control = q(DeliveryControl._meta.db_table)
+    # Only quoted table and column names are put into the text; every value is a parameter.
+    return f"""
+        UPDATE {digest} SET
+            {q("state")} = CASE WHEN {q("id")} = %s THEN %s ELSE %s END,
+            {q("sent_at")} = CASE WHEN {q("id")} = %s THEN %s ELSE {q("sent_at")} END,
+            {q("subject")} = CASE WHEN {q("id")} = %s THEN %s ELSE {q("subject")} END,
+            {q("size_bytes")} = CASE WHEN {q("id")} = %s THEN %s ELSE {q("size_bytes")} END,
+            {q("error")} = CASE WHEN {q("id")} = %s THEN '' ELSE {q("error")} END,
+            {q("claimed_at")} = CASE WHEN {q("id")} = %s THEN {q("claimed_at")} ELSE %s END,
+            {q("attempts")} = CASE WHEN {q("id")} = %s THEN {q("attempts")}
+                                 ELSE {q("attempts")} + 1 END
+        WHERE {q("id")} = %s
+           OR ({q("id")} = %s AND {q("state")} = %s
+               AND {q("subscriber_id")} = %s
+               AND EXISTS (
+                   SELECT 1 FROM {subscriber}
+                   WHERE {q("id")} = %s AND {q("status")} = %s AND {q("suppressed_at")} IS NULL)
+               AND NOT EXISTS (SELECT 1 FROM {control} WHERE {q("paused")}))
+        RETURNING {q("id")}
+    """  # noqa: S608
+
+
+def _advance(accepted: _Accepted | None, upcoming: Digest | None, now: datetime) -> bool:
+    """Record ``accepted`` as sent and claim ``upcoming``, in one statement; True when
+    ``upcoming`` was claimed. Either may be None."""
+    done = accepted.digest.pk if accepted else None
+    subject = accepted.subject[:300] if accepted else ""
+    size = accepted.size if accepted else None
+    claim = upcoming.pk if upcoming else None
+    owner = upcoming.subscriber_id if upcoming else None
+    params = [
+        *(done, Digest.State.SENT.value, Digest.State.SENDING.value),
+        *(done, now, done, subject, done, size, done, done, now, done),
+        *(done, claim, Digest.State.PENDING.value),
+        *(owner, owner, Subscriber.Status.CONFIRMED.value),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_advance_sql(), params)
+        changed = {row[0] for row in cursor.fetchall()}
+    # Failures in a row end with a delivery; the count was read with the chunk, and only a
+    # subscriber who had failures needs the extra statement.
+    if accepted and accepted.digest.subscriber.hard_failures:
+        Subscriber.objects.filter(pk=accepted.digest.subscriber_id, hard_failures__gt=0).update(
+            hard_failures=0
+        )
+    return claim is not None and claim in changed
 
 
 def _permanent(error: Exception) -> bool:
@@ -190,37 +279,65 @@ def _give_back(digest: Digest, error: Exception) -> None:
     )
 
 
-def send_one(digest: Digest, connection: Any, result: ChunkResult) -> None:
-    if not _claim(digest, timezone.now()):
-        result.not_active += 1
-        Digest.objects.filter(pk=digest.pk, state=Digest.State.PENDING).update(
-            state=Digest.State.SKIPPED, error="subscriber no longer active"
-        )
-        return
+def _send(
+    digest: Digest, content: DigestContent, smtp: Any, result: ChunkResult
+) -> _Accepted | None:
+    """Build and send one claimed digest; what to record when the server accepted it, None when
+    it failed for good (recorded). Transient errors give the claim back and are raised."""
     try:
-        message = build_digest_message(content_for(digest), connection=connection)
+        message = build_digest_message(content, connection=smtp)
         message.send()
     except Exception as error:
         if _permanent(error):
             _fail(digest, error)
             result.failed += 1
-            return
+            return None
         _give_back(digest, error)
         if _transient(error):
             raise TransientDeliveryError(str(error)) from error
         raise
-    Digest.objects.filter(pk=digest.pk).update(
-        state=Digest.State.SENT, sent_at=timezone.now(), subject=message.subject[:300], error=""
-    )
-    Subscriber.objects.filter(pk=digest.subscriber_id, hard_failures__gt=0).update(hard_failures=0)
     result.sent += 1
+    return _Accepted(digest, str(message.subject), len(message.freeze().data))
+
+
+def _not_claimed(digest: Digest, result: ChunkResult) -> bool:
+    """After a claim failed: False when sending was paused (stop the chunk), else the
+    subscriber is no longer active and the digest is skipped."""
+    if sending_paused():
+        return False
+    result.not_active += 1
+    Digest.objects.filter(pk=digest.pk, state=Digest.State.PENDING).update(
+        state=Digest.State.SKIPPED, error="subscriber no longer active"
+    )
+    return True
+
+
+def send_all(ready: list[Digest], contents: list[DigestContent], smtp: Any) -> ChunkResult:
+    """Claim, send and record the digests one by one over ``smtp``."""
+    result = ChunkResult()
+    accepted: _Accepted | None = None
+    try:
+        for digest, content in zip(ready, contents, strict=True):
+            if not settings.SENDING_ENABLED:
+                break
+            claimed = _advance(accepted, digest, timezone.now())
+            accepted = None
+            if not claimed:
+                if _not_claimed(digest, result):
+                    continue
+                break
+            accepted = _send(digest, content, smtp, result)
+    finally:
+        # The last accepted digest is recorded on the way out, also when a later one failed.
+        if accepted is not None:
+            _advance(accepted, None, timezone.now())
+    return result
 
 
 def process_chunk(digest_ids: list[int]) -> ChunkResult:
     """Prepare and send the still-pending digests among ``digest_ids``."""
-    result = ChunkResult()
     if sending_paused():
-        return result
+        return ChunkResult()
     digests = list(
         Digest.objects.filter(pk__in=digest_ids, state=Digest.State.PENDING)
         .select_related("subscriber")
@@ -228,27 +345,25 @@ def process_chunk(digest_ids: list[int]) -> ChunkResult:
     )
     prepare(digests)
     ready = list(
-        Digest.objects.filter(pk__in=[d.pk for d in digests], state=Digest.State.PENDING).order_by(
-            "id"
-        )
+        Digest.objects.filter(pk__in=[d.pk for d in digests], state=Digest.State.PENDING)
+        .select_related("subscriber")
+        .order_by("id")
     )
-    result.skipped = len(digests) - len(ready)
     if not ready:
-        return result
-    connection = get_connection()
+        return ChunkResult(skipped=len(digests))
+    contents = contents_for(ready)
+    smtp = get_connection()
     try:
-        connection.open()
-        for digest in ready:
-            if sending_paused():
-                break
-            send_one(digest, connection, result)
+        smtp.open()
+        result = send_all(ready, contents, smtp)
     except (TimeoutError, ConnectionError, smtplib.SMTPException, OSError) as error:
         raise TransientDeliveryError(str(error)) from error
     finally:
         try:
-            connection.close()
+            smtp.close()
         except Exception:
             log.debug("closing the SMTP connection failed", exc_info=True)
+    result.skipped = len(digests) - len(ready)
     return result
 
 

@@ -141,6 +141,12 @@ class Matcher:
         self._topics: dict[tuple[tuple[str, ...], tuple[str, ...]], _CompiledTopic] = {}
         self._presence_t = index.presence.T.tocsr()
 
+    def forget_topics(self, keep: int) -> None:
+        """Drop the compiled topics once there are more than ``keep``: a matcher reused for
+        many chunks would otherwise hold every topic of every subscriber it has seen."""
+        if len(self._topics) > keep:
+            self._topics.clear()
+
     # --- compiling profiles -----------------------------------------------------------------
 
     def _row(self, sequence: list[str]) -> tuple[dict[int, float], float]:

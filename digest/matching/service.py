@@ -3,6 +3,7 @@ ready ``Matcher``. The pure core (``index``, ``score``) never touches the databa
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -139,6 +140,48 @@ def matcher_for(papers: Sequence[Paper], *, semantic_on: bool | None = None) -> 
     index = PaperIndex(texts_of(papers))
     scorer = StoredEmbeddingScorer(paper_vectors(papers)) if use_semantic(semantic_on) else None
     return Matcher(index, semantic=scorer)
+
+
+# A worker sends chunk after chunk against the same candidate papers; building their index is
+# the costliest step of matching, so the last matcher is kept for the next chunk. What it caches
+# per topic is bounded, so a worker's memory does not grow with the number of subscribers.
+TOPIC_CACHE_LIMIT = 5000
+
+
+@dataclass
+class _KeptMatcher:
+    key: str
+    matcher: Matcher
+
+
+_kept: _KeptMatcher | None = None
+
+
+def candidates_key(papers: Sequence[Paper], semantic_on: bool) -> str:
+    """Names the candidate set by everything an index is built from: the papers, their text
+    and upvotes, and whether the semantic score is mixed in. Any change makes a new key."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"semantic={semantic_on};model={semantic.MODEL_NAME}".encode())
+    for paper in papers:
+        fields = (str(paper.pk), paper.title, paper.abstract, str(paper.upvotes))
+        digest.update("\x1f".join(fields).encode("utf-8", "surrogatepass") + b"\x1e")
+    return digest.hexdigest()
+
+
+def reusable_matcher_for(papers: Sequence[Paper], *, semantic_on: bool | None = None) -> Matcher:
+    """Like ``matcher_for``, but the same matcher again while the candidate set is unchanged."""
+    global _kept
+    on = use_semantic(semantic_on)
+    key = candidates_key(papers, on)
+    if _kept is not None and _kept.key == key:
+        _kept.matcher.forget_topics(TOPIC_CACHE_LIMIT)
+        scorer = _kept.matcher.semantic
+        if isinstance(scorer, StoredEmbeddingScorer) and len(scorer.cache) > TOPIC_CACHE_LIMIT:
+            scorer.cache.clear()
+        return _kept.matcher
+    _kept = None  # the old index can go before the new one is built
+    _kept = _KeptMatcher(key, matcher_for(papers, semantic_on=on))
+    return _kept.matcher
 
 
 @dataclass(frozen=True)

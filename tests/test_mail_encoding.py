@@ -1,0 +1,175 @@
+"""The faster mail path builds the same mail: quoted-printable bodies from the C encoder decode to
+the text that was rendered and keep RFC 2045's line limit, a digest is serialized once and sent
+as the bytes that were measured, and the remembered ``wordwrap`` wraps as Jinja2's own."""
+
+from __future__ import annotations
+
+import binascii
+import email
+import email.quoprimime
+import random
+import time
+from email.message import EmailMessage
+from email.policy import default
+from typing import Any
+
+import jinja2
+import pytest
+
+from digest import emails
+from digest.delivery import message as digest_message
+from digest.delivery.message import build_digest_message, content_for, contents_for
+from digest.models import Paper
+from tests.browser import serving_smtp
+from tests.factories import DigestFactory, DigestItemFactory, PaperFactory
+
+ALPHABET = "ab xyz.=\t\n-é“”·\u00a0\U0001f600F"
+
+
+def random_texts(count: int, seed: int = 5) -> list[str]:
+    rng = random.Random(seed)
+    texts = []
+    for _ in range(count):
+        text = "".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 400)))
+        if rng.random() < 0.3:
+            text = "From " + text
+        if rng.random() < 0.3:
+            text += " " * rng.randint(1, 3)
+        texts.append(text)
+    return texts
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "plain ascii\n",
+        "-- \nsignature separator keeps its trailing space\n",
+        "a=b and = at the end=",
+        ".\nA line that is a single dot, and one that starts with one:\n.dot\n",
+        "x" * 200 + "\n" + "é" * 120,
+        "trailing tab\t\nand space \n",
+        "\u00b7 Mar 11 \u201cquoted\u201d \U0001f600",
+    ],
+)
+def test_quoted_printable_bodies_decode_to_the_text_and_keep_the_line_limit(text: str) -> None:
+    assert_good_quoted_printable(text)
+
+
+def test_random_texts_survive_quoted_printable() -> None:
+    for text in random_texts(500):
+        assert_good_quoted_printable(text)
+
+
+def assert_good_quoted_printable(text: str) -> None:
+    encoded = emails.UTF8_QP.body_encode(text.encode())
+    assert encoded.isascii()
+    assert all(len(line) <= emails.QP_LINE_LIMIT for line in encoded.split("\n")), encoded
+    assert binascii.a2b_qp(encoded.encode()) == text.encode()
+
+
+def test_where_the_c_encoder_overshoots_the_line_limit_the_stdlib_encoder_is_used() -> None:
+    # An encoded trailing space right at the limit: binascii writes a 77-character line.
+    text = "x" * 74 + " \nnext"
+    assert max(len(line) for line in binascii.b2a_qp(text.encode(), istext=True).split(b"\n")) > 76
+    encoded = emails.UTF8_QP.body_encode(text.encode())
+    assert encoded == email.quoprimime.body_encode(text)
+    assert binascii.a2b_qp(encoded.encode()) == text.encode()
+
+
+class RawRecorder:
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received.append(envelope.original_content)
+        return "250 OK"
+
+    def wait(self, count: int) -> None:
+        deadline = time.monotonic() + 10
+        while len(self.received) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
+def digest_with_papers() -> Any:
+    digest = DigestFactory()
+    for rank in range(1, 4):
+        paper = PaperFactory(title=f"Über “quoted” state space models · part {rank}")
+        DigestItemFactory(digest=digest, paper=paper, rank=rank)
+    return digest
+
+
+@pytest.mark.django_db
+def test_a_digest_is_serialized_once_and_sent_as_the_bytes_measured(settings: Any) -> None:
+    settings.SITE_URL = "https://digest.example.org"
+    message = build_digest_message(content_for(digest_with_papers()))
+    frozen = message.message()
+    assert message.message() is frozen  # the send and the size check share one serialization
+    with serving_smtp(settings, RawRecorder()) as recorder:
+        assert message.send() == 1
+        recorder.wait(1)
+    (received,) = recorder.received
+    assert received == frozen.as_bytes(linesep="\r\n")
+    parsed = email.message_from_bytes(received, policy=default)
+    assert isinstance(parsed, EmailMessage)
+    text = parsed.get_body(preferencelist=("plain",))
+    assert text is not None and text["Content-Transfer-Encoding"] == "quoted-printable"
+    assert "Über “quoted” state space models · part 2" in text.get_content()
+
+
+@pytest.mark.parametrize(
+    ("text", "args"),
+    [
+        ("a " * 100, (68, False)),
+        ("Averyveryveryverylongwordthatdoesnotfit" * 3 + " and more", (20, False)),
+        ("Averyveryveryverylongwordthatdoesnotfit" * 3 + " and more", (20, True)),
+        ("first paragraph\nsecond paragraph that is long enough to wrap", (16,)),
+        ("state-of-the-art hyphenated-words wrap-or-not", (10, False, None, False)),
+        ("", (72, False)),
+    ],
+)
+def test_remembered_wordwrap_wraps_like_jinja2(text: str, args: tuple[Any, ...]) -> None:
+    env = jinja2.Environment(autoescape=True)
+    wrap = emails.memoized_wordwrap(env)
+    expected = jinja2.filters.do_wordwrap(env, text, *args)
+    assert wrap(text, *args) == expected
+    assert wrap(text, *args) == expected  # from the cache
+    assert wrap(jinja2.filters.Markup(text), *args) == expected  # not a plain str: not cached
+    assert wrap(text, width=args[0]) == jinja2.filters.do_wordwrap(env, text, width=args[0])
+
+
+# --- paper entries kept from one chunk to the next ----------------------------------------------
+
+
+@pytest.mark.django_db
+def test_an_edited_paper_shows_its_new_text_in_the_next_digest(settings: Any) -> None:
+    settings.SITE_URL = "https://digest.example.org"
+    paper = PaperFactory(title="Old title", abstract="Old abstract.", url_code="")
+    first, second = DigestFactory(), DigestFactory()
+    for digest in (first, second):
+        DigestItemFactory(digest=digest, paper=paper, rank=1)
+    (before,) = contents_for([first])
+    Paper.objects.filter(pk=paper.pk).update(
+        title="New title", abstract="New abstract.", url_code="https://github.com/new/code"
+    )
+    (after,) = contents_for([second])
+    assert before.papers[0].title == "Old title" and before.papers[0].code_url == ""
+    assert after.papers[0].title == "New title"
+    assert after.papers[0].abstract_start == "New abstract."
+    assert after.papers[0].code_url == "https://github.com/new/code"
+    settings.SITE_URL = "https://elsewhere.example.org"
+    (moved,) = contents_for([second])
+    assert moved.papers[0].page_url.startswith("https://elsewhere.example.org/")
+
+
+@pytest.mark.django_db
+def test_kept_paper_entries_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(digest_message, "ENTRY_CACHE_SIZE", 3)
+    monkeypatch.setattr(digest_message, "_entries", {})
+    digest = DigestFactory()
+    for rank in range(1, 6):
+        DigestItemFactory(digest=digest, rank=rank, reason=f"reason {rank}")
+    (content,) = contents_for([digest])
+    assert len(digest_message._entries) <= 3
+    assert [p.reason for p in content.papers] == [f"reason {n}" for n in range(1, 6)]
+    assert len({p.title for p in content.papers}) == 5
