@@ -62,8 +62,8 @@ class JsonFormatter(_BaseJsonFormatter):
 def _route(request: HttpRequest) -> str:
     """The URL pattern, not the path: paths carry signed tokens that must not reach logs."""
     match = getattr(request, "resolver_match", None)
-    if match is not None and match.route:
-        return "/" + match.route
+    if match is not None:
+        return "/" + match.route  # the home page's route is "" (logged as "/")
     return "(unmatched)"
 
 

@@ -247,6 +247,10 @@ def test_a_made_up_request_id_is_replaced(client: Client, json_log: io.StringIO)
     assert len(response["X-Request-ID"]) == 32 and '"' not in response["X-Request-ID"]
     record = json.loads(json_log.getvalue().strip().splitlines()[-1])
     assert record["request_id"] == response["X-Request-ID"]
+    assert record["message"].startswith("GET / 200")  # the home page's route is the empty one
+    client.get("/no/such/page/")
+    record = json.loads(json_log.getvalue().strip().splitlines()[-1])
+    assert record["message"].startswith("GET (unmatched) 404")
 
 
 def test_log_format_json_makes_every_record_a_json_object(tmp_path: Path) -> None:
