@@ -274,10 +274,14 @@ STORAGES = {
 }
 HEALTH_CHECK_TIMEOUT_SECONDS = env_int("HEALTH_CHECK_TIMEOUT_SECONDS", 3, minimum=1)
 
+# The client's address (signup rate limits, admin lockout): REMOTE_ADDR, or behind
+# TRUSTED_PROXY_COUNT reverse proxies the address the outermost one saw (digest/clientip.py).
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+
 # Admin brute force: django-axes locks out a username from one IP address after
 # ADMIN_LOGIN_FAILURE_LIMIT failures, for ADMIN_LOGIN_COOLOFF_MINUTES; other users and other
-# addresses can still log in. The IP is REMOTE_ADDR: behind a proxy, have it set that (e.g.
-# gunicorn's --forwarded-allow-ips) rather than trusting a client-supplied header.
+# addresses can still log in.
+AXES_CLIENT_IP_CALLABLE = "digest.clientip.client_ip"
 INSTALLED_APPS.append("axes")
 MIDDLEWARE.append("axes.middleware.AxesMiddleware")
 AUTHENTICATION_BACKENDS = [

@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from digest.clientip import client_ip
 from digest.matching import service as matching
 from subscriptions import outbox as outbox_files
 from subscriptions import ratelimit, services, tasks, tokens
@@ -22,12 +23,6 @@ from subscriptions.forms import LinkRequestForm, PreferencesForm, SubscribeForm
 from subscriptions.models import Subscriber
 
 TOO_MANY = "Too many requests. Please wait a while and try again."
-
-
-def client_ip(request: HttpRequest) -> str:
-    # Behind a reverse proxy, configure it to set REMOTE_ADDR (e.g. gunicorn's
-    # --forwarded-allow-ips) rather than trusting a client-supplied header here.
-    return request.META.get("REMOTE_ADDR", "") or "unknown"
 
 
 def _within_limits(request: HttpRequest, scope: str, email: str | None) -> bool:

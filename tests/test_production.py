@@ -292,9 +292,9 @@ def staff(settings: Any) -> User:
     return User.objects.create_superuser("ops", "ops@example.org", "right-password-123")
 
 
-def login(username: str, password: str, ip: str = "198.51.100.7") -> int:
+def login(username: str, password: str, ip: str = "198.51.100.7", **headers: str) -> int:
     """POST the admin login form; returns the status (302: logged in)."""
-    client = Client(REMOTE_ADDR=ip)
+    client = Client(REMOTE_ADDR=ip, **headers)
     response = client.post(
         "/admin/login/?next=/admin/",
         {"username": username, "password": password, "next": "/admin/"},
@@ -317,6 +317,43 @@ def test_admin_login_locks_out_after_repeated_failures_until_cool_off(staff: Use
     # After the cool-off the right password works again.
     with time_machine.travel(timezone.now() + timedelta(minutes=31)):
         assert login("ops", "right-password-123") == 302
+
+
+def test_behind_a_proxy_each_client_has_its_own_count_and_cannot_forge_another(
+    staff: User, settings: Any
+) -> None:
+    """Behind one reverse proxy every request comes from the proxy's address: the lockout must
+    count the client's (the last X-Forwarded-For entry), or one attacker locks out everyone."""
+    settings.TRUSTED_PROXY_COUNT = 1
+    proxy = "10.0.0.2"
+    for _ in range(3):
+        login("ops", "wrong", ip=proxy, HTTP_X_FORWARDED_FOR="198.51.100.66")
+    assert login("ops", "right-password-123", ip=proxy, HTTP_X_FORWARDED_FOR="198.51.100.66") == 429
+    # The operator, through the same proxy from their own address, is not locked out.
+    assert login("ops", "right-password-123", ip=proxy, HTTP_X_FORWARDED_FOR="203.0.113.9") == 302
+    # The attacker cannot escape the lock by prepending a made-up address.
+    forged = "192.0.2.1, 198.51.100.66"
+    assert login("ops", "right-password-123", ip=proxy, HTTP_X_FORWARDED_FOR=forged) == 429
+
+
+def test_client_ip_trusts_only_as_many_forwarded_entries_as_there_are_proxies(
+    settings: Any, rf: Any
+) -> None:
+    from digest.clientip import client_ip
+
+    def ip(remote: str, forwarded: str | None = None) -> str:
+        headers = {"HTTP_X_FORWARDED_FOR": forwarded} if forwarded is not None else {}
+        return client_ip(rf.get("/", REMOTE_ADDR=remote, **headers))
+
+    settings.TRUSTED_PROXY_COUNT = 0  # exposed directly: the header is the client's to forge
+    assert ip("198.51.100.7", "192.0.2.1") == "198.51.100.7"
+    settings.TRUSTED_PROXY_COUNT = 1
+    assert ip("10.0.0.2", "192.0.2.1, 198.51.100.7") == "198.51.100.7"
+    assert ip("10.0.0.2", "198.51.100.7") == "198.51.100.7"
+    assert ip("10.0.0.2") == "10.0.0.2"  # not through the proxy (a probe from inside)
+    assert ip("10.0.0.2", "not-an-address") == "10.0.0.2"
+    settings.TRUSTED_PROXY_COUNT = 2  # e.g. a CDN in front of nginx
+    assert ip("10.0.0.2", "192.0.2.1, 198.51.100.7, 172.16.0.9") == "198.51.100.7"
 
 
 def test_a_successful_login_resets_the_failure_count(staff: User) -> None:

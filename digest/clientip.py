@@ -1,0 +1,30 @@
+"""The address a request came from, for rate limits and the admin-login lockout.
+
+Directly exposed, that is ``REMOTE_ADDR``. Behind ``TRUSTED_PROXY_COUNT`` reverse proxies,
+``REMOTE_ADDR`` is the nearest proxy's address, and each proxy appends the address it saw to
+``X-Forwarded-For``: the client's is the N-th entry from the right. Entries further left come
+from the client itself and can be forged, so they are never used.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from django.conf import settings
+from django.http import HttpRequest
+
+
+def client_ip(request: HttpRequest) -> str:
+    remote = str(request.META.get("REMOTE_ADDR", "")) or "unknown"
+    count = settings.TRUSTED_PROXY_COUNT
+    if count <= 0:
+        return remote
+    header = str(request.META.get("HTTP_X_FORWARDED_FOR", ""))
+    hops = [hop.strip() for hop in header.split(",") if hop.strip()]
+    if len(hops) < count:
+        return remote  # not through the expected proxies (e.g. a health check from inside)
+    candidate = hops[-count]
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return remote
