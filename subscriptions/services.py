@@ -152,7 +152,11 @@ def confirm(subscriber: Subscriber) -> bool:
     """Pending → confirmed. Idempotent; an unsubscribed address is not revived by an old link."""
     now = timezone.now()
     changed = Subscriber.objects.filter(pk=subscriber.pk, status=Subscriber.Status.PENDING).update(
-        status=Subscriber.Status.CONFIRMED, confirmed_at=now, updated_at=now
+        # A person who had left and signed up again is subscribed now: no "left" date stays.
+        status=Subscriber.Status.CONFIRMED,
+        confirmed_at=now,
+        unsubscribed_at=None,
+        updated_at=now,
     )
     subscriber.refresh_from_db()
     if changed:

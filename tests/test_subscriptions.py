@@ -118,10 +118,15 @@ def test_signup_of_a_confirmed_address_changes_nothing_and_reminds_the_owner(
 def test_unsubscribed_address_signing_up_again_must_confirm_again(
     client: Client, mailbox: list[Any], eager: None
 ) -> None:
-    Subscriber.objects.create(email="ada@example.org", status="unsubscribed")
+    left = timezone.now() - timedelta(days=90)
+    Subscriber.objects.create(email="ada@example.org", status="unsubscribed", unsubscribed_at=left)
     signup(client)
     assert Subscriber.objects.get().status == "pending"
     assert "/confirm/" in mailbox[0].body
+    assert services.confirm(Subscriber.objects.get())
+    back = Subscriber.objects.get()
+    # Subscribed again: no "left" date stays (the dashboard's history would not count them).
+    assert back.status == "confirmed" and back.unsubscribed_at is None
 
 
 def test_stale_pending_signups_are_purged() -> None:
