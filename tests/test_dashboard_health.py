@@ -44,6 +44,10 @@ def status(**fields: Any) -> JobStatus:
     [
         (None, "not run yet"),
         (status(), "not run yet"),
+        (status(last_queued_at=NOW - timedelta(seconds=60)), "not run yet"),  # just queued
+        # Queued or started long ago and never finished (killed, or no worker): overdue.
+        (status(last_queued_at=NOW - timedelta(seconds=100)), "overdue"),
+        (status(last_started_at=NOW - timedelta(seconds=100)), "overdue"),
         (status(last_finished_at=NOW, last_success_at=NOW - timedelta(seconds=80)), "ok"),
         (status(last_finished_at=NOW, last_success_at=NOW - timedelta(seconds=100)), "overdue"),
         (

@@ -90,7 +90,14 @@ def _next_run(sched: Any, after: datetime) -> datetime:
 
 def job_state(status: JobStatus | None, interval: timedelta, now: datetime) -> str:
     factor = settings.JOB_OVERDUE_FACTOR
-    if status is None or status.last_finished_at is None:
+    if status is None:
+        return "not run yet"
+    if status.last_finished_at is None:
+        # Queued or started long ago and never finished (killed at its time limit, or no
+        # worker takes its queue): that is overdue, not "not run yet".
+        began = status.last_started_at or status.last_queued_at
+        if began is not None and now - began > factor * interval:
+            return "overdue"
         return "not run yet"
     if status.last_failure_at and (
         status.last_success_at is None or status.last_failure_at > status.last_success_at
