@@ -274,6 +274,20 @@ def suppressed_among(emails: list[str]) -> set[str]:
     return found
 
 
+def _forget_topics(interests: str) -> None:
+    """The stored embeddings of a deleted subscriber's topics, unless someone else names them
+    (what remains is caught by the retention job's clean-up of unused topics)."""
+    from digest.matching.interests import InterestError, parse_interests
+    from digest.models import TopicEmbedding
+
+    try:
+        texts = [topic.text[:500] for topic in parse_interests(interests).topics]
+    except InterestError:
+        return
+    unused = [t for t in texts if not Subscriber.objects.filter(interests__icontains=t).exists()]
+    TopicEmbedding.objects.filter(text__in=unused).delete()
+
+
 def delete(subscriber: Subscriber) -> bool:
     """Delete a subscriber and everything tied to them (their digests with their items, and so
     their "view in browser" pages; their signed links stop working with the row). An address
@@ -284,7 +298,7 @@ def delete(subscriber: Subscriber) -> bool:
         current = (
             Subscriber.objects.select_for_update()
             .filter(pk=subscriber.pk)
-            .values("email", "suppressed_at")
+            .values("email", "suppressed_at", "interests")
             .first()
         )
         if current is None:
@@ -296,6 +310,7 @@ def delete(subscriber: Subscriber) -> bool:
                 defaults={"reason": SuppressedAddress.Reason.HARD_BOUNCES},
             )
         Subscriber.objects.filter(pk=subscriber.pk).delete()
+        _forget_topics(current["interests"])
     log.info(
         "subscriber %s deleted with their data (suppression kept: %s)", subscriber.pk, keep_hash
     )

@@ -230,3 +230,14 @@ def test_a_suppression_recorded_after_the_page_was_loaded_still_keeps_the_hash()
     assert services.delete(person) is True
     assert services.is_suppressed_address("late@example.org")
     assert services.delete(person) is False  # already gone: nothing to do
+
+
+def test_deleting_forgets_the_stored_topics_only_that_subscriber_named() -> None:
+    from digest.models import TopicEmbedding
+
+    for text in ("my lab's secret project", "federated learning"):
+        TopicEmbedding.objects.create(text=text, model="m", vector=b"\0" * 4)
+    leaving = SubscriberFactory(interests="my lab's secret project, federated learning")
+    SubscriberFactory(interests="Federated Learning")  # someone else names this one
+    services.delete(leaving)
+    assert list(TopicEmbedding.objects.values_list("text", flat=True)) == ["federated learning"]

@@ -180,3 +180,20 @@ def test_no_paper_is_sent_twice_after_pruning(settings: Any, mailbox: list[Any])
     titles = list(DigestItem.objects.filter(digest=latest).values_list("paper__title", flat=True))
     assert titles == ["Federated learning, new"]
     assert len(mailbox) == 4
+
+
+def test_stored_topics_nobody_names_any_more_are_forgotten() -> None:
+    from digest.models import TopicEmbedding
+    from digest.retention import forget_unused_topics
+
+    SubscriberFactory(interests="state space models, quantization")
+    old = timezone.now() - timedelta(days=3)
+    for text in ("state space models", "a topic from a preview", "a profile since changed"):
+        row = TopicEmbedding.objects.create(text=text, model="m", vector=b"\0" * 4)
+        TopicEmbedding.objects.filter(pk=row.pk).update(created_at=old)
+    TopicEmbedding.objects.create(text="being saved right now", model="m", vector=b"\0" * 4)
+    assert forget_unused_topics() == 2
+    assert sorted(TopicEmbedding.objects.values_list("text", flat=True)) == [
+        "being saved right now",
+        "state space models",
+    ]
