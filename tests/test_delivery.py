@@ -356,7 +356,8 @@ def test_pausing_mid_chunk_stops_sending_and_keeps_the_rest_pending(
     assert states == ["pending", "pending", "pending", "sent"]
     DeliveryControl.objects.filter(pk=1).update(paused=False)
     monkeypatch.undo()
-    process_chunk(chunk)
+    # The next planner run after the resume queues the rest at once (not a lease later).
+    run_all(NOON + timedelta(minutes=10))
     assert sorted(received(smtp)) == [f"user{i}@example.org" for i in range(4)]
 
 
@@ -387,3 +388,64 @@ def test_a_delivered_digest_clears_earlier_hard_failures(listing: None, smtp: Re
     run_all()
     person.refresh_from_db()
     assert received(smtp) == ["ada@example.org"] and person.hard_failures == 0
+
+
+def test_paused_before_the_worker_ran_and_resumed_the_next_day_sends_no_empty_digest(
+    listing: None, smtp: Recorder
+) -> None:
+    """Yesterday's digest, never prepared, meets today's in one chunk: the papers go once, and
+    the digest left with none is skipped, not mailed as "0 new papers"."""
+    subscriber("ada@example.org")
+    (chunk,) = planning.plan(NOON)
+    DeliveryControl.objects.update_or_create(pk=1, defaults={"paused": True})
+    process_chunk(chunk)  # the worker finds sending paused
+    assert len(smtp.messages) == 0
+    DeliveryControl.objects.filter(pk=1).update(paused=False)
+    run_all(NOON + timedelta(days=1))
+    assert len(smtp.messages) == 1
+    assert not smtp.messages[0]["Subject"].strip().startswith("0 ")
+    states = dict(Digest.objects.values_list("period", "state"))
+    assert states == {"2026-11-29": "sent", "2026-11-30": "skipped"}
+    assert all(
+        DigestItem.objects.filter(digest=d).exists() for d in Digest.objects.filter(state="sent")
+    )
+
+
+def test_a_server_that_never_answers_is_retried_only_within_the_window(
+    listing: None, smtp: Recorder, settings: Any
+) -> None:
+    settings.SMTP_RETRY_WINDOW_MINUTES = 30
+    for i in range(3):
+        subscriber(f"user{i}@example.org")
+    settings.EMAIL_PORT = free_port()  # nothing listens: the connection itself fails
+    with time_machine.travel(NOON, tick=True):
+        (chunk,) = planning.plan(NOON)
+        with pytest.raises(TransientDeliveryError):
+            process_chunk(chunk)
+    assert all(e.startswith("retrying: ") for e in Digest.objects.values_list("error", flat=True))
+    run_all(NOON + timedelta(minutes=20))  # within the window: still retried
+    assert set(Digest.objects.values_list("state", flat=True)) == {"pending"}
+    run_all(NOON + timedelta(minutes=45))  # past it: given up, recorded with the reason
+    assert set(Digest.objects.values_list("state", flat=True)) == {"failed"}
+    assert all(e.startswith("gave up: ") for e in Digest.objects.values_list("error", flat=True))
+
+
+class RefusesSender(Recorder):
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        return "550 5.7.1 sender not allowed"
+
+
+def test_a_refused_sender_fails_the_digest_without_blaming_the_address(
+    listing: None, settings: Any
+) -> None:
+    settings.SUPPRESS_AFTER_HARD_FAILURES = 1
+    settings.EMAIL_TIMEOUT = 5
+    person = subscriber("ada@example.org")
+    with serving_smtp(settings, RefusesSender()):
+        run_all()
+    digest = Digest.objects.get(subscriber=person)
+    assert digest.state == "failed" and "550" in digest.error
+    person.refresh_from_db()
+    assert person.hard_failures == 0 and person.suppressed_at is None

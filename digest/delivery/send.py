@@ -170,7 +170,15 @@ def prepare(digests: list[Digest]) -> None:
             for rank, r in enumerate(ranked, start=1)
         ]
         DigestItem.objects.bulk_create(items, ignore_conflicts=True, batch_size=500)
-        empty = [d.pk for d, ranked in zip(fresh, found, strict=True) if not ranked]
+        # Empty is decided by what was stored, not by what was ranked: two pending digests of
+        # one subscriber prepared together (a late one and today's) rank the same papers, and
+        # the (subscriber, paper) constraint keeps them for the first only.
+        stored = set(
+            DigestItem.objects.filter(digest__in=[d.pk for d in fresh])
+            .values_list("digest_id", flat=True)
+            .distinct()
+        )
+        empty = [d.pk for d in fresh if d.pk not in stored]
         Digest.objects.filter(pk__in=empty, state=Digest.State.PENDING).update(
             state=Digest.State.SKIPPED, error="no new paper matched"
         )
@@ -263,7 +271,9 @@ def _fail(digest: Digest, error: Exception) -> None:
     Digest.objects.filter(pk=digest.pk).update(
         state=Digest.State.FAILED, error=f"{type(error).__name__}: {error}"[:2000]
     )
-    if isinstance(error, DigestTooLarge):
+    if not isinstance(error, smtplib.SMTPRecipientsRefused):
+        # Only the recipient's own server refusing the address counts against it: a refused
+        # sender, a rejected message or a too-large digest says nothing about the mailbox.
         return
     Subscriber.objects.filter(pk=digest.subscriber_id).update(hard_failures=F("hard_failures") + 1)
     Subscriber.objects.filter(
@@ -337,6 +347,9 @@ def send_all(ready: list[Digest], contents: list[DigestContent], smtp: Any) -> C
 def process_chunk(digest_ids: list[int]) -> ChunkResult:
     """Prepare and send the still-pending digests among ``digest_ids``."""
     if sending_paused():
+        Digest.objects.filter(pk__in=digest_ids, state=Digest.State.PENDING).update(
+            enqueued_at=None  # the planner queues them again once sending resumes
+        )
         return ChunkResult()
     digests = list(
         Digest.objects.filter(pk__in=digest_ids, state=Digest.State.PENDING)
@@ -357,12 +370,28 @@ def process_chunk(digest_ids: list[int]) -> ChunkResult:
         smtp.open()
         result = send_all(ready, contents, smtp)
     except (TimeoutError, ConnectionError, smtplib.SMTPException, OSError) as error:
+        # Every digest of the chunk still pending now waits for a retry: record why on all of
+        # them, so SMTP_RETRY_WINDOW_MINUTES bounds how long any of them is retried.
+        Digest.objects.filter(pk__in=[d.pk for d in ready], state=Digest.State.PENDING).update(
+            error=f"retrying: {error}"[:2000]
+        )
         raise TransientDeliveryError(str(error)) from error
+    except TransientDeliveryError:
+        Digest.objects.filter(
+            pk__in=[d.pk for d in ready], state=Digest.State.PENDING, error=""
+        ).update(error="retrying: an earlier digest of the chunk failed transiently")
+        raise
     finally:
         try:
             smtp.close()
         except Exception:
             log.debug("closing the SMTP connection failed", exc_info=True)
+    if sending_paused():
+        # Stopped for a pause: what is left goes back to the planner, which queues it again
+        # as soon as sending resumes (not a lease later).
+        Digest.objects.filter(pk__in=[d.pk for d in ready], state=Digest.State.PENDING).update(
+            enqueued_at=None
+        )
     result.skipped = len(digests) - len(ready)
     return result
 
