@@ -27,7 +27,9 @@ TOO_MANY = "Too many requests. Please wait a while and try again."
 
 def _within_limits(request: HttpRequest, scope: str, email: str | None) -> bool:
     window = settings.SIGNUP_LIMIT_WINDOW_SECONDS
-    if not ratelimit.allow(f"{scope}-ip", client_ip(request), settings.SIGNUP_LIMIT_PER_IP, window):
+    if not ratelimit.allow(
+        f"{scope}-ip", client_ip(request) or "unknown", settings.SIGNUP_LIMIT_PER_IP, window
+    ):
         return False
     return email is None or ratelimit.allow(
         f"{scope}-address", email, settings.SIGNUP_LIMIT_PER_ADDRESS, window
