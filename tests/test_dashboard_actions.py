@@ -13,6 +13,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
+from django.utils import timezone
 
 from digest.ingest.run import IngestOptions, ingest_path
 from digest.matching.service import latest_listing
@@ -278,7 +279,8 @@ def test_a_test_digest_goes_to_the_address_marked_and_with_harmless_links(
         assert "ada@example.org" not in part
     assert "Federated" in message.body
     assert "&lt;img src=x" in html and "<img src=x" not in html
-    assert "/link/" in message.extra_headers["List-Unsubscribe"]
+    # No one-click unsubscribe: a test recipient is on no list (the button would not work).
+    assert "List-Unsubscribe" not in sent and "List-Unsubscribe-Post" not in sent
     assert not Digest.objects.exists()  # nothing recorded as sent to anyone
 
 
@@ -303,3 +305,26 @@ def test_a_test_digest_needs_a_valid_address(
     assert response.status_code == 400
     assert "Enter a valid email address." in response.content.decode()
     assert queued == []
+
+
+@pytest.mark.parametrize("why", ["paused", "suppressed", "deleted-suppressed"])
+def test_a_test_digest_respects_the_pause_and_the_suppression_list(
+    staff: Client, why: str, django_capture_on_commit_callbacks: Any
+) -> None:
+    from digest.models import DeliveryControl
+    from subscriptions import services
+    from subscriptions.models import SuppressedAddress
+
+    to = "bounced@example.org"
+    if why == "paused":
+        to = "ops@example.org"
+        DeliveryControl.objects.update_or_create(pk=1, defaults={"paused": True})
+    elif why == "suppressed":
+        Subscriber.objects.create(email=to, status="confirmed", suppressed_at=timezone.now())
+    else:
+        SuppressedAddress.objects.create(address_hash=services.address_hashes(to)[0])
+    with django_capture_on_commit_callbacks(execute=True) as queued:
+        response = staff.post("/admin/dashboard/digests/test/", {"to": to})
+    assert response.status_code == 400 and queued == []
+    page = response.content.decode()
+    assert ("Sending is paused" in page) if why == "paused" else ("suppressed" in page)

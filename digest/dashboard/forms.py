@@ -65,6 +65,23 @@ class TestDigestForm(forms.Form):
         help_text="Whose digest to send; empty: the top trending papers.",
     )
 
+    def clean_to(self) -> str:
+        to = str(self.cleaned_data["to"])
+        bounced = Subscriber.objects.filter(email__iexact=to, suppressed_at__isnull=False)
+        if bounced.exists() or services.is_suppressed_address(to):
+            raise forms.ValidationError(
+                "This address is suppressed after hard bounces: no mail goes to it."
+            )
+        return to
+
+    def clean(self) -> dict[str, Any]:
+        from digest.delivery.plan import sending_paused
+
+        cleaned = super().clean() or {}
+        if sending_paused():
+            raise forms.ValidationError("Sending is paused: resume it to send a test digest.")
+        return cleaned
+
 
 class SendingForm(forms.Form):
     paused = forms.TypedChoiceField(

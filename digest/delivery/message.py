@@ -79,6 +79,7 @@ class DigestContent:
     # Set by content_for: makes the Message-ID unique to the digest row (see message_id()).
     fingerprint: str = ""
     subject_prefix: str = ""  # e.g. "[Test] " for an operator's test digest
+    test: bool = False  # an operator's test: no unsubscribe headers (nothing to leave)
 
 
 # --- Content ---------------------------------------------------------------------------------
@@ -303,15 +304,20 @@ def list_id() -> str:
 
 
 def digest_headers(content: DigestContent) -> dict[str, str]:
+    unsubscribe = (
+        {}
+        if content.test
+        else emails.list_unsubscribe_headers(
+            content.unsubscribe_url, settings.LIST_UNSUBSCRIBE_MAILTO
+        )
+    )
     return {
         # "+0000", not the "-0000" (zone unknown) Django writes by default.
         "Date": format_datetime(
             timezone.localtime() if settings.EMAIL_USE_LOCALTIME else timezone.now()
         ),
         "Message-ID": message_id(content),
-        **emails.list_unsubscribe_headers(
-            content.unsubscribe_url, settings.LIST_UNSUBSCRIBE_MAILTO
-        ),
+        **unsubscribe,
         "List-Id": list_id(),
         "Auto-Submitted": "auto-generated",
         "Precedence": "bulk",

@@ -130,5 +130,6 @@ def operator_test_message(subscriber: Subscriber, to: str) -> EmailMultiAlternat
         ),
         fingerprint=f"test-{secrets.token_hex(6)}",
         subject_prefix="[Test] ",
+        test=True,
     )
     return build_digest_message(content)
