@@ -449,3 +449,23 @@ def test_a_refused_sender_fails_the_digest_without_blaming_the_address(
     assert digest.state == "failed" and "550" in digest.error
     person.refresh_from_db()
     assert person.hard_failures == 0 and person.suppressed_at is None
+
+
+def test_a_chunk_retried_late_is_not_queued_a_second_time(
+    listing: None, smtp: Recorder, settings: Any
+) -> None:
+    """The planner re-queues a chunk whose task seems lost (queued a lease ago); a task that
+    only started late, or is retrying, renews that lease when it starts."""
+    subscriber("ada@example.org")
+    good_port = settings.EMAIL_PORT
+    (chunk,) = planning.plan(NOON)
+    settings.EMAIL_PORT = free_port()  # the task starts late and meets a server that is down
+    started = NOON + planning.lease() - timedelta(minutes=5)
+    with time_machine.travel(started, tick=True), pytest.raises(TransientDeliveryError):
+        process_chunk(chunk)
+    settings.EMAIL_PORT = good_port
+    later = NOON + planning.lease() + timedelta(minutes=1)
+    with time_machine.travel(later, tick=True):
+        assert planning.plan(later) == []  # its retry is still due: nothing queued twice
+        process_chunk(chunk)  # the retry
+    assert received(smtp) == ["ada@example.org"]

@@ -351,6 +351,11 @@ def process_chunk(digest_ids: list[int]) -> ChunkResult:
             enqueued_at=None  # the planner queues them again once sending resumes
         )
         return ChunkResult()
+    # The lease of a queued chunk counts from its latest start, so a task that waited in the
+    # queue or is retrying is not queued a second time by the planner.
+    Digest.objects.filter(pk__in=digest_ids, state=Digest.State.PENDING).update(
+        enqueued_at=timezone.now()
+    )
     digests = list(
         Digest.objects.filter(pk__in=digest_ids, state=Digest.State.PENDING)
         .select_related("subscriber")
