@@ -7,7 +7,6 @@ import base64
 import email
 import re
 import subprocess
-import time
 from collections.abc import Iterator
 from email.message import EmailMessage
 from email.policy import default
@@ -37,7 +36,7 @@ from digest.delivery.message import (
 )
 from digest.models import Digest, Paper
 from subscriptions import tokens as subscription_tokens
-from tests.browser import browser_page, serving_smtp
+from tests.browser import Recorder, browser_page, serving_smtp
 from tests.conftest import ROOT
 from tests.factories import DigestFactory, DigestItemFactory, PaperFactory, SubscriberFactory
 
@@ -528,33 +527,18 @@ def test_dkim_verification_fails_when_the_body_is_changed_after_signing(dkim_txt
     assert not dkim.verify(forged_subject, dnsfunc=dns_for(dkim_txt))
 
 
-class RawRecorder:
-    """An aiosmtpd handler that keeps the bytes of every message exactly as received."""
-
-    def __init__(self) -> None:
-        self.received: list[bytes] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.received.append(envelope.original_content)
-        return "250 OK"
-
-
 @pytest.fixture
-def raw_smtp(settings: Any) -> Iterator[RawRecorder]:
-    with serving_smtp(settings, RawRecorder()) as recorder:
+def raw_smtp(settings: Any) -> Iterator[Recorder]:
+    with serving_smtp(settings, Recorder()) as recorder:
         yield recorder
 
 
-def test_dkim_signature_verifies_after_a_real_smtp_hop(
-    dkim_txt: bytes, raw_smtp: RawRecorder
-) -> None:
+def test_dkim_signature_verifies_after_a_real_smtp_hop(dkim_txt: bytes, raw_smtp: Recorder) -> None:
     papers = [realistic_paper(n) for n in range(3)] + [PaperFactory(title=EVIL_TITLE)]
     message = build_digest_message(content_for(make_digest(papers)))
     assert message.send() == 1
-    deadline = time.monotonic() + 10
-    while not raw_smtp.received and time.monotonic() < deadline:
-        time.sleep(0.05)
-    (received,) = raw_smtp.received
+    raw_smtp.wait_for(1)
+    (received,) = raw_smtp.raw
 
     assert dkim.verify(received, dnsfunc=dns_for(dkim_txt))
     parsed_back = email.message_from_bytes(received, policy=default)

@@ -8,7 +8,6 @@ import binascii
 import email
 import email.quoprimime
 import random
-import time
 from email.message import EmailMessage
 from email.policy import default
 from typing import Any
@@ -20,7 +19,7 @@ from digest import emails
 from digest.delivery import message as digest_message
 from digest.delivery.message import build_digest_message, content_for, contents_for
 from digest.models import Paper
-from tests.browser import serving_smtp
+from tests.browser import Recorder, serving_smtp
 from tests.factories import DigestFactory, DigestItemFactory, PaperFactory
 
 ALPHABET = "ab xyz.=\t\n-é“”·\u00a0\U0001f600F"
@@ -77,20 +76,6 @@ def test_where_the_c_encoder_overshoots_the_line_limit_the_stdlib_encoder_is_use
     assert binascii.a2b_qp(encoded.encode()) == text.encode()
 
 
-class RawRecorder:
-    def __init__(self) -> None:
-        self.received: list[bytes] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.received.append(envelope.original_content)
-        return "250 OK"
-
-    def wait(self, count: int) -> None:
-        deadline = time.monotonic() + 10
-        while len(self.received) < count and time.monotonic() < deadline:
-            time.sleep(0.02)
-
-
 def digest_with_papers() -> Any:
     digest = DigestFactory()
     for rank in range(1, 4):
@@ -105,10 +90,10 @@ def test_a_digest_is_serialized_once_and_sent_as_the_bytes_measured(settings: An
     message = build_digest_message(content_for(digest_with_papers()))
     frozen = message.message()
     assert message.message() is frozen  # the send and the size check share one serialization
-    with serving_smtp(settings, RawRecorder()) as recorder:
+    with serving_smtp(settings, Recorder()) as recorder:
         assert message.send() == 1
-        recorder.wait(1)
-    (received,) = recorder.received
+        recorder.wait_for(1)
+    (received,) = recorder.raw
     assert received == frozen.as_bytes(linesep="\r\n")
     parsed = email.message_from_bytes(received, policy=default)
     assert isinstance(parsed, EmailMessage)
