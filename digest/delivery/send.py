@@ -24,7 +24,7 @@ import numpy as np
 from django.conf import settings
 from django.core.mail import get_connection
 from django.db import connection, transaction
-from django.db.models import F, Max, Value
+from django.db.models import F, Max, QuerySet, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
@@ -263,8 +263,12 @@ def _permanent(error: Exception) -> bool:
     return isinstance(error, DigestTooLarge)
 
 
+# Errors that a later attempt may not meet: the server down, slow or answering 4xx.
+TRANSIENT = (smtplib.SMTPException, ConnectionError, socket.timeout, OSError)
+
+
 def _transient(error: Exception) -> bool:
-    return isinstance(error, smtplib.SMTPException | ConnectionError | socket.timeout | OSError)
+    return isinstance(error, TRANSIENT)
 
 
 def _fail(digest: Digest, error: Exception) -> None:
@@ -344,29 +348,22 @@ def send_all(ready: list[Digest], contents: list[DigestContent], smtp: Any) -> C
     return result
 
 
+def _pending(ids: list[int]) -> QuerySet[Digest]:
+    return Digest.objects.filter(pk__in=ids, state=Digest.State.PENDING)
+
+
 def process_chunk(digest_ids: list[int]) -> ChunkResult:
     """Prepare and send the still-pending digests among ``digest_ids``."""
     if sending_paused():
-        Digest.objects.filter(pk__in=digest_ids, state=Digest.State.PENDING).update(
-            enqueued_at=None  # the planner queues them again once sending resumes
-        )
+        _pending(digest_ids).update(enqueued_at=None)  # queued again once sending resumes
         return ChunkResult()
     # The lease of a queued chunk counts from its latest start, so a task that waited in the
     # queue or is retrying is not queued a second time by the planner.
-    Digest.objects.filter(pk__in=digest_ids, state=Digest.State.PENDING).update(
-        enqueued_at=timezone.now()
-    )
-    digests = list(
-        Digest.objects.filter(pk__in=digest_ids, state=Digest.State.PENDING)
-        .select_related("subscriber")
-        .order_by("id")
-    )
+    _pending(digest_ids).update(enqueued_at=timezone.now())
+    digests = list(_pending(digest_ids).select_related("subscriber").order_by("id"))
     prepare(digests)
-    ready = list(
-        Digest.objects.filter(pk__in=[d.pk for d in digests], state=Digest.State.PENDING)
-        .select_related("subscriber")
-        .order_by("id")
-    )
+    ready_ids = [d.pk for d in digests]
+    ready = list(_pending(ready_ids).select_related("subscriber").order_by("id"))
     if not ready:
         return ChunkResult(skipped=len(digests))
     contents = contents_for(ready)
@@ -374,18 +371,13 @@ def process_chunk(digest_ids: list[int]) -> ChunkResult:
     try:
         smtp.open()
         result = send_all(ready, contents, smtp)
-    except (TimeoutError, ConnectionError, smtplib.SMTPException, OSError) as error:
-        # Every digest of the chunk still pending now waits for a retry: record why on all of
-        # them, so SMTP_RETRY_WINDOW_MINUTES bounds how long any of them is retried.
-        Digest.objects.filter(pk__in=[d.pk for d in ready], state=Digest.State.PENDING).update(
-            error=f"retrying: {error}"[:2000]
-        )
+    except (TransientDeliveryError, *TRANSIENT) as error:
+        # Every digest of the chunk still pending now waits for a retry: record why on each
+        # (the one in flight already says), so SMTP_RETRY_WINDOW_MINUTES bounds them all.
+        _pending(ready_ids).filter(error="").update(error=f"retrying: {error}"[:2000])
+        if isinstance(error, TransientDeliveryError):
+            raise
         raise TransientDeliveryError(str(error)) from error
-    except TransientDeliveryError:
-        Digest.objects.filter(
-            pk__in=[d.pk for d in ready], state=Digest.State.PENDING, error=""
-        ).update(error="retrying: an earlier digest of the chunk failed transiently")
-        raise
     finally:
         try:
             smtp.close()
@@ -394,9 +386,7 @@ def process_chunk(digest_ids: list[int]) -> ChunkResult:
     if sending_paused():
         # Stopped for a pause: what is left goes back to the planner, which queues it again
         # as soon as sending resumes (not a lease later).
-        Digest.objects.filter(pk__in=[d.pk for d in ready], state=Digest.State.PENDING).update(
-            enqueued_at=None
-        )
+        _pending(ready_ids).update(enqueued_at=None)
     result.skipped = len(digests) - len(ready)
     return result
 
