@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 WIDTH = 640
 HEIGHT = 220
@@ -103,6 +104,32 @@ def _summary(title: str, labels: Sequence[str], series: Sequence[tuple[str, Sequ
     return f"{title}, {labels[0]} to {labels[-1]}. " + "; ".join(parts) + "."
 
 
+def _chart(
+    chart_id: str,
+    title: str,
+    categories: Sequence[str],
+    series: Sequence[tuple[str, Sequence[int]]],
+    label_head: str,
+    **drawing: Any,
+) -> Chart:
+    """What every chart has: its series' names, a description and the table of its figures
+    (one row per category: a day, a bucket, a topic)."""
+    fields: dict[str, Any] = {
+        "description": _summary(title, categories, series),
+        "width": WIDTH,
+        "height": HEIGHT,
+        **drawing,
+    }
+    return Chart(
+        id=chart_id,
+        title=title,
+        series=[name for name, _ in series],
+        table_head=[label_head, *(name for name, _ in series)],
+        table_rows=_table(categories, series),
+        **fields,
+    )
+
+
 def column_chart(
     chart_id: str,
     title: str,
@@ -131,18 +158,15 @@ def column_chart(
                 )
             )
     lines, y_labels = _y_axis(top, plot_h)
-    return Chart(
-        id=chart_id,
-        title=title,
-        description=_summary(title, labels, series),
-        width=WIDTH,
-        height=HEIGHT,
-        series=[name for name, _ in series],
+    return _chart(
+        chart_id,
+        title,
+        labels,
+        series,
+        label_head,
         rects=rects,
         labels=y_labels + _x_labels(labels, slot),
         gridlines=lines,
-        table_head=[label_head, *(name for name, _ in series)],
-        table_rows=_table(labels, series),
     )
 
 
@@ -158,18 +182,15 @@ def line_chart(
     )
     lines, y_labels = _y_axis(top, plot_h)
     series = [(name, values)]
-    return Chart(
-        id=chart_id,
-        title=title,
-        description=_summary(title, labels, series),
-        width=WIDTH,
-        height=HEIGHT,
-        series=[name],
+    return _chart(
+        chart_id,
+        title,
+        labels,
+        series,
+        "day",
         labels=y_labels + _x_labels(labels, slot),
         gridlines=lines,
         polyline=points,
-        table_head=["day", name],
-        table_rows=_table(labels, series),
     )
 
 
@@ -213,15 +234,14 @@ def row_chart(
         if labels
         else f"{title}: no data."
     )
-    return Chart(
-        id=chart_id,
-        title=title,
+    return _chart(
+        chart_id,
+        title,
+        labels,
+        series,
+        label_head,
         description=description,
-        width=WIDTH,
         height=height,
-        series=[name],
         rects=rects,
         labels=texts,
-        table_head=[label_head, name],
-        table_rows=_table(labels, series),
     )
