@@ -9,11 +9,14 @@ are errors, so a template typo fails a test instead of mailing a blank.
 from __future__ import annotations
 
 import binascii
+import email
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from email import charset
 from email.message import Message
-from email.utils import formataddr, parseaddr
+from email.policy import compat32
+from email.utils import formataddr, formatdate, make_msgid, parseaddr
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar, overload
@@ -25,6 +28,8 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
+from django.core.mail.message import forbid_multi_line_headers
+from django.core.mail.utils import DNS_NAME
 
 
 @dataclass(frozen=True)
@@ -247,12 +252,18 @@ class FrozenMessage:
     Django's backends send ``message().as_bytes(linesep="\\r\\n")``; this returns exactly the
     bytes that were measured and signed, so nothing can re-fold a header or pick another MIME
     boundary between the size check, signing and sending, and the message is serialized once.
-    Header look-ups go to the message as built.
+    Header look-ups go to the message those bytes parse to (or to the one they were made from).
     """
 
-    def __init__(self, original: Message, data: bytes) -> None:
-        self.original = original
+    def __init__(self, data: bytes, original: Message | None = None) -> None:
         self.data = data
+        self._original = original
+
+    @property
+    def original(self) -> Message:
+        if self._original is None:
+            self._original = email.message_from_bytes(self.data, policy=compat32)
+        return self._original
 
     def as_bytes(self, unixfrom: bool = False, linesep: str = "\n") -> bytes:
         if linesep == "\r\n":
@@ -275,38 +286,133 @@ class FrozenMessage:
         return name in self.original
 
     def __getattr__(self, name: str) -> Any:
-        if name == "original":  # not set yet (copy.deepcopy makes the object without __init__)
+        if name.startswith("_") or name in ("data", "original"):
+            # Not set yet (copy.deepcopy makes the object without __init__), or private.
             raise AttributeError(name)
         return getattr(self.original, name)
+
+
+# --- Serialization ---------------------------------------------------------------------------
+
+WIRE = compat32.clone(linesep="\r\n")
+# Header lines kept per process: From, List-Id and the other fixed headers are the same in every
+# digest, and encoding and folding them was a large part of building one.
+HEADER_CACHE_SIZE = 512
+
+
+@lru_cache(maxsize=HEADER_CACHE_SIZE)
+def header_line(name: str, value: str) -> bytes:
+    """One header as it goes on the wire, CRLF included: checked and encoded by Django's rules
+    (no line breaks, non-ASCII text in encoded words, addresses sanitized), folded by the
+    standard library exactly as Django's own serialization folds it."""
+    name, encoded = forbid_multi_line_headers(name, value, "utf-8")
+    holder = Message()
+    holder[name] = encoded
+    return holder.as_bytes(policy=WIRE)[: -len(b"\r\n")]  # without the end of the header block
+
+
+def text_part(subtype: str, text: str) -> bytes:
+    """A ``text/SUBTYPE`` part in quoted-printable UTF-8; its body is plain ASCII."""
+    body = UTF8_QP.body_encode(text.replace("\r\n", "\n")).encode("ascii")
+    return (
+        f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+        "MIME-Version: 1.0\r\n"
+        "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+    ).encode("ascii") + body.replace(b"\n", b"\r\n")
+
+
+def new_boundary() -> str:
+    """A boundary of "=" and digits, like the standard library's. Quoted-printable bodies carry
+    "=" only before two hex digits or a line break, so no body line can be mistaken for it."""
+    return f"{'=' * 15}{secrets.randbelow(10**19):019d}=="
+
+
+def serialize_alternative(headers: list[tuple[str, str]], text: str, html: str) -> bytes:
+    """A multipart/alternative message (text, then HTML; an empty text is left out, as Django
+    does) as CRLF bytes, built directly: the bytes Django's serialization writes, but for the
+    boundary, at a fraction of its cost."""
+    boundary = new_boundary()
+    delimiter = f"\r\n--{boundary}\r\n".encode("ascii")
+    parts = [text_part("plain", text)] if text else []
+    parts.append(text_part("html", html))
+    return b"".join(
+        (
+            f'Content-Type: multipart/alternative;\r\n boundary="{boundary}"\r\n'.encode("ascii"),
+            b"MIME-Version: 1.0\r\n",
+            *(header_line(name, value) for name, value in headers),
+            # The blank line that ends the header block is the start of the first delimiter.
+            *(delimiter + part for part in parts),
+            f"\r\n--{boundary}--\r\n".encode("ascii"),
+        )
+    )
 
 
 class DkimEmailMultiAlternatives(EmailMultiAlternatives):
     """Text + HTML mail in quoted-printable UTF-8, DKIM-signed when DKIM_* is configured.
 
     Signing happens in ``message()``, the method every Django backend calls to serialize, so
-    the SMTP backend transmits the very bytes that were signed. After ``freeze()`` the message
-    is serialized (and signed) once: ``message()`` returns those bytes from then on, and later
-    changes to this object are not sent (build a new one instead).
+    the SMTP backend transmits the very bytes that were signed. The message is serialized (and
+    signed) once: ``message()`` returns those bytes from then on, and later changes to this
+    object are not sent (build a new one instead). A text part with one HTML alternative, the
+    shape of every mail this service sends, is serialized by ``serialize_alternative``; any
+    other shape by Django.
     """
 
     encoding = UTF8_QP  # Django accepts a Charset here as well as a name
     _frozen: FrozenMessage | None = None
 
     def message(self) -> Any:
-        if self._frozen is not None:
-            return self._frozen
-        message = super().message()
-        key = dkim_key()
-        if key is None:
-            return message
-        data = message.as_bytes(linesep="\r\n")
-        return FrozenMessage(message, dkim_signature(data, key) + data)
+        return self.freeze()
 
     def freeze(self) -> FrozenMessage:
         """Serialize (and sign) now; what ``message()`` returns from then on."""
         if self._frozen is None:
-            message = self.message()
-            if not isinstance(message, FrozenMessage):
-                message = FrozenMessage(message, message.as_bytes(linesep="\r\n"))
-            self._frozen = message
+            original: Message | None = None
+            data = self._serialized()
+            if data is None:
+                original = super().message()
+                data = original.as_bytes(linesep="\r\n")
+            key = dkim_key()
+            if key is not None:
+                data = dkim_signature(data, key) + data
+                original = None  # look-ups see the signature too
+            self._frozen = FrozenMessage(data, original)
         return self._frozen
+
+    def _serialized(self) -> bytes | None:
+        """The message's bytes when it has the shape ``serialize_alternative`` builds."""
+        alternatives = list(self.alternatives)
+        if (
+            self.attachments
+            or self.encoding is not UTF8_QP
+            or self.content_subtype != "plain"
+            or self.alternative_subtype != "alternative"
+            or len(alternatives) != 1
+            or alternatives[0][1] != "text/html"
+            or not isinstance(alternatives[0][0], str)
+        ):
+            return None
+        return serialize_alternative(self._headers(), str(self.body), alternatives[0][0])
+
+    def _headers(self) -> list[tuple[str, str]]:
+        """The headers Django's ``message()`` sets, in its order, with the same defaults."""
+        extra = self.extra_headers
+        names = {name.lower(): name for name in extra}
+        headers = [
+            ("Subject", str(self.subject)),
+            ("From", str(extra.get("From", self.from_email))),
+        ]
+        for name, values in (("To", self.to), ("Cc", self.cc), ("Reply-To", self.reply_to)):
+            if name.lower() in names:
+                headers.append((name, str(extra[names[name.lower()]])))
+            elif values:
+                headers.append((name, ", ".join(str(value) for value in values)))
+        if "date" not in names:
+            headers.append(("Date", formatdate(localtime=settings.EMAIL_USE_LOCALTIME)))
+        if "message-id" not in names:
+            headers.append(("Message-ID", make_msgid(domain=DNS_NAME)))
+        skip = {"from", "to", "cc", "reply-to"}
+        headers.extend(
+            (name, str(value)) for name, value in extra.items() if name.lower() not in skip
+        )
+        return headers

@@ -8,12 +8,14 @@ import binascii
 import email
 import email.quoprimime
 import random
+import re
 from email.message import EmailMessage
 from email.policy import default
 from typing import Any
 
 import jinja2
 import pytest
+from django.core.mail import BadHeaderError, EmailMultiAlternatives
 
 from digest import emails
 from digest.delivery import message as digest_message
@@ -158,3 +160,71 @@ def test_kept_paper_entries_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None
     assert len(digest_message._entries) <= 3
     assert [p.reason for p in content.papers] == [f"reason {n}" for n in range(1, 6)]
     assert len({p.title for p in content.papers}) == 5
+
+
+# --- The direct serialization: the bytes Django's own serialization would produce ---------------
+
+BOUNDARY = re.compile(rb"={15}\d{19}==")
+
+
+def django_bytes(message: emails.DkimEmailMultiAlternatives) -> bytes:
+    return bytes(EmailMultiAlternatives.message(message).as_bytes(linesep="\r\n"))
+
+
+@pytest.mark.parametrize(
+    ("fields", "headers"),
+    [
+        (
+            {"subject": "6 new papers: Mamba, quantization · Mar 11", "to": ["r@example.org"]},
+            {"Message-ID": "<digest-1@example.org>", "List-Id": "Paper Digest <d.example.org>"},
+        ),
+        (
+            {"subject": "x" * 140, "to": ["Ünïcode Name <user@bücher.example>"]},
+            {"List-Unsubscribe": "<https://example.org/u/" + "a" * 150 + ">, <mailto:u@x.org>"},
+        ),
+        (
+            {"subject": "Plain", "to": ["a@example.org", "b@example.org"], "cc": ["c@x.org"]},
+            {"From": "Ça Digest <d@example.org>", "Reply-To": "help@example.org"},
+        ),
+    ],
+)
+@pytest.mark.parametrize("text", ["", "line\r\nwindows line\n", "é“”·" * 40 + "\n" + "x" * 300])
+def test_direct_serialization_is_the_bytes_django_writes(
+    settings: Any, fields: dict[str, Any], headers: dict[str, str], text: str
+) -> None:
+    settings.DKIM_DOMAIN = settings.DKIM_SELECTOR = settings.DKIM_PRIVATE_KEY_PATH = ""
+    message = emails.DkimEmailMultiAlternatives(
+        body=text,
+        from_email="Paper Digest <digest@example.org>",
+        headers={"Date": "Sun, 29 Nov 2026 10:00:00 +0000", "Message-ID": "<m@x>", **headers},
+        **fields,
+    )
+    message.attach_alternative("<p>Über “this”</p>\n" * 40 + text, "text/html")
+    direct = message.freeze().data
+    assert BOUNDARY.sub(b"B", direct) == BOUNDARY.sub(b"B", django_bytes(message))
+    parsed = email.message_from_bytes(direct, policy=default)
+    assert isinstance(parsed, EmailMessage)
+    html = parsed.get_body(preferencelist=("html",))
+    assert html is not None and "<p>Über “this”</p>" in html.get_content()
+    assert parsed["Subject"].strip() == fields["subject"]
+    assert message.message()["Message-ID"] == parsed["Message-ID"]  # look-ups read the bytes
+
+
+def test_direct_serialization_refuses_a_line_break_in_a_header() -> None:
+    message = emails.DkimEmailMultiAlternatives(
+        subject="Hello\r\nBcc: victim@example.org", body="x", from_email="d@x.org", to=["r@x.org"]
+    )
+    message.attach_alternative("<p>x</p>", "text/html")
+    with pytest.raises(BadHeaderError):
+        message.freeze()
+
+
+def test_other_shapes_of_mail_are_serialized_by_django() -> None:
+    message = emails.DkimEmailMultiAlternatives(
+        subject="With a file", body="see attached", from_email="d@x.org", to=["r@x.org"]
+    )
+    message.attach_alternative("<p>see attached</p>", "text/html")
+    message.attach("notes.txt", "some notes", "text/plain")
+    parsed = email.message_from_bytes(message.freeze().data, policy=default)
+    assert parsed.get_content_type() == "multipart/mixed"
+    assert [part.get_filename() for part in parsed.iter_attachments()] == ["notes.txt"]
