@@ -371,7 +371,8 @@ class DkimEmailMultiAlternatives(EmailMultiAlternatives):
             data = self._serialized()
             if data is None:
                 original = super().message()
-                data = original.as_bytes(linesep="\r\n")
+                # Django's SafeMIME classes take a line separator.
+                data = original.as_bytes(linesep="\r\n")  # type: ignore[call-arg]
             key = dkim_key()
             if key is not None:
                 data = dkim_signature(data, key) + data
