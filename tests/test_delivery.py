@@ -15,12 +15,13 @@ from django.utils import timezone
 
 from digest.delivery import plan as planning
 from digest.delivery.errors import TransientDeliveryError
-from digest.delivery.send import process_chunk
+from digest.delivery.send import process_chunk, store_items
 from digest.ingest.run import IngestOptions, ingest_bytes, ingest_path
 from digest.models import DeliveryControl, Digest, DigestItem
 from subscriptions.models import Subscriber
 from tests.browser import Recorder, free_port, serving_smtp
 from tests.conftest import SEED, hf_item, hf_json
+from tests.factories import DigestFactory, DigestItemFactory, PaperFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -469,3 +470,26 @@ def test_a_chunk_retried_late_is_not_queued_a_second_time(
         assert planning.plan(later) == []  # its retry is still due: nothing queued twice
         process_chunk(chunk)  # the retry
     assert received(smtp) == ["ada@example.org"]
+
+
+def test_stored_items_leave_out_papers_the_subscriber_has_and_name_the_digests_that_got_any() -> (
+    None
+):
+    old = DigestItemFactory()
+    subscriber, had = old.subscriber, old.paper
+    late, today = DigestFactory(subscriber=subscriber), DigestFactory(subscriber=subscriber)
+    other = DigestFactory()
+    fresh = PaperFactory()
+    rows = [
+        (late.pk, subscriber.pk, had.pk, 1, 0.9, "matched: Mamba"),  # sent before: left out
+        (late.pk, subscriber.pk, fresh.pk, 2, 0.5, "matched: <b>SSM</b> " + "x" * 480),
+        (today.pk, subscriber.pk, fresh.pk, 1, 0.5, "matched: SSM"),  # the late one has it
+        (other.pk, other.subscriber_id, had.pk, 1, 0.25, ""),
+    ]
+    assert store_items(rows) == {late.pk, other.pk}
+    stored = DigestItem.objects.exclude(pk=old.pk).order_by("digest_id", "rank")
+    assert [(i.digest_id, i.paper_id, i.rank, i.score, i.reason) for i in stored] == [
+        (late.pk, fresh.pk, 2, 0.5, "matched: <b>SSM</b> " + "x" * 480),
+        (other.pk, had.pk, 1, 0.25, ""),
+    ]
+    assert store_items([]) == set()

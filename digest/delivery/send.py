@@ -156,32 +156,62 @@ def prepare(digests: list[Digest]) -> None:
         return
     choice = choose(fresh)
     papers, found = choice.papers, choice.ranked
+    rows = [
+        (d.pk, d.subscriber_id, papers[r.paper].pk, rank, r.score, r.reason[:500])
+        for d, ranked in zip(fresh, found, strict=True)
+        for rank, r in enumerate(ranked, start=1)
+    ]
     with transaction.atomic():
-        items = [
-            DigestItem(
-                digest=d,
-                subscriber_id=d.subscriber_id,
-                paper=papers[r.paper],
-                rank=rank,
-                score=r.score,
-                reason=r.reason[:500],
-            )
-            for d, ranked in zip(fresh, found, strict=True)
-            for rank, r in enumerate(ranked, start=1)
-        ]
-        DigestItem.objects.bulk_create(items, ignore_conflicts=True, batch_size=500)
         # Empty is decided by what was stored, not by what was ranked: two pending digests of
         # one subscriber prepared together (a late one and today's) rank the same papers, and
         # the (subscriber, paper) constraint keeps them for the first only.
-        stored = set(
-            DigestItem.objects.filter(digest__in=[d.pk for d in fresh])
-            .values_list("digest_id", flat=True)
-            .distinct()
-        )
+        stored = store_items(rows)
         empty = [d.pk for d in fresh if d.pk not in stored]
         Digest.objects.filter(pk__in=empty, state=Digest.State.PENDING).update(
             state=Digest.State.SKIPPED, error="no new paper matched"
         )
+
+
+ItemRow = tuple[int, int, int, int, float, str]  # digest, subscriber, paper, rank, score, reason
+ITEM_FIELDS = ("digest_id", "subscriber_id", "paper_id", "rank", "score", "reason")
+ITEM_ARRAY_TYPES = ("bigint", "bigint", "bigint", "smallint", "float8", "text")
+ITEM_BATCH = 5000
+
+
+def store_items(rows: list[ItemRow]) -> set[int]:
+    """Insert digest items, leaving out any paper its subscriber already has; the ids of the
+    digests that got at least one. On PostgreSQL one statement per few thousand items, over
+    arrays (no model instances, no SQL text per row); elsewhere ``bulk_create``."""
+    if not rows:
+        return set()
+    if connection.vendor != "postgresql":
+        DigestItem.objects.bulk_create(
+            [DigestItem(**dict(zip(ITEM_FIELDS, row, strict=True))) for row in rows],
+            ignore_conflicts=True,
+            batch_size=500,
+        )
+        digest_ids = {row[0] for row in rows}
+        return set(
+            DigestItem.objects.filter(digest__in=digest_ids)
+            .values_list("digest_id", flat=True)
+            .distinct()
+        )
+    q = connection.ops.quote_name
+    column_of = {field.attname: field.column for field in DigestItem._meta.concrete_fields}
+    columns = ", ".join(q(column_of[name]) for name in ITEM_FIELDS)
+    arrays = ", ".join(f"%s::{kind}[]" for kind in ITEM_ARRAY_TYPES)
+    sql = (
+        f"INSERT INTO {q(DigestItem._meta.db_table)} ({columns}) "  # noqa: S608 (names only)
+        f"SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING "
+        f"RETURNING {q(column_of['digest_id'])}"
+    )
+    stored: set[int] = set()
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), ITEM_BATCH):
+            batch = rows[start : start + ITEM_BATCH]
+            cursor.execute(sql, [list(column) for column in zip(*batch, strict=True)])
+            stored.update(row[0] for row in cursor.fetchall())
+    return stored
 
 
 # --- sending ---------------------------------------------------------------------------------
