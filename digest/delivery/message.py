@@ -212,17 +212,23 @@ def _entry(paper_id: int, values: tuple[Any, ...]) -> DigestPaper:
 
 
 def contents_for(digests: Sequence[Digest]) -> list[DigestContent]:
-    """``content_for`` of many digests, with one query for all their items and papers; a paper
-    in several of them is prepared once. Load the digests with their subscribers."""
+    """``content_for`` of many digests, with one query for all their items and one for their
+    papers: a paper in several of them is read and prepared once. Load the digests with their
+    subscribers."""
     papers: dict[int, list[DigestPaper]] = {d.pk: [] for d in digests}
-    rows = (
+    items = list(
         DigestItem.objects.filter(digest__in=list(papers))
         .order_by("digest_id", "rank")
-        .values_list("digest_id", "reason", "paper_id", *(f"paper__{f}" for f in PAPER_FIELDS))
+        .values_list("digest_id", "reason", "paper_id")
     )
-    for digest_id, reason, paper_id, *values in rows:
-        entry = _entry(paper_id, tuple(values))
-        papers[digest_id].append(dataclasses.replace(entry, reason=one_line(reason)))
+    shown = {
+        paper_id: _entry(paper_id, tuple(values))
+        for paper_id, *values in Paper.objects.filter(
+            pk__in={paper_id for _, _, paper_id in items}
+        ).values_list("id", *PAPER_FIELDS)
+    }
+    for digest_id, reason, paper_id in items:
+        papers[digest_id].append(dataclasses.replace(shown[paper_id], reason=one_line(reason)))
     return [_content(d, papers[d.pk]) for d in digests]
 
 
