@@ -29,6 +29,7 @@ from digest.delivery.message import (
     abstract_start,
     build_digest_message,
     content_for,
+    contents_for,
     list_id,
     message_id,
     period_label,
@@ -220,7 +221,7 @@ def test_message_id_uses_the_dkim_domain_when_one_is_set(settings: Any) -> None:
     assert list_id() == "Paper Digest <digest.mail.example.net>"
 
 
-def test_content_reads_the_items_in_one_query_in_rank_order(
+def test_contents_read_items_and_papers_in_two_queries_in_rank_order(
     django_assert_num_queries: Any,
 ) -> None:
     papers = [PaperFactory(title=f"Paper {c}") for c in "abc"]
@@ -228,10 +229,18 @@ def test_content_reads_the_items_in_one_query_in_rank_order(
     digest.items.all().delete()
     for rank, paper in zip([3, 1, 2], papers, strict=True):
         DigestItemFactory(digest=digest, paper=paper, rank=rank)
-    digest = Digest.objects.select_related("subscriber").get(pk=digest.pk)
-    with django_assert_num_queries(1):
-        result = content_for(digest)
-    assert [p.title for p in result.papers] == ["Paper b", "Paper c", "Paper a"]
+    other = make_digest()
+    other.items.all().delete()
+    for rank, paper in enumerate(papers[:2], start=1):  # the same papers, read once
+        DigestItemFactory(digest=other, paper=paper, rank=rank, reason=f"matched: {rank}")
+    digests = list(Digest.objects.select_related("subscriber").filter(pk__in=[digest.pk, other.pk]))
+    with django_assert_num_queries(2):
+        first, second = contents_for(sorted(digests, key=lambda d: d.pk))
+    assert [p.title for p in first.papers] == ["Paper b", "Paper c", "Paper a"]
+    assert [(p.title, p.reason) for p in second.papers] == [
+        ("Paper a", "matched: 1"),
+        ("Paper b", "matched: 2"),
+    ]
 
 
 # --- What the mail says ----------------------------------------------------------------------
