@@ -327,7 +327,7 @@ def test_a_chunk_costs_one_statement_per_digest_plus_a_fixed_few(
     for i in range(12):
         subscriber(f"user{i}@example.org")
     (chunk,) = planning.plan(NOON)
-    with django_assert_max_num_queries(len(chunk) + 16):
+    with django_assert_max_num_queries(len(chunk) + 17):
         result = process_chunk(chunk)
     assert result.sent == 12 and len(smtp.messages) == 12
     assert set(Digest.objects.values_list("state", flat=True)) == {"sent"}
