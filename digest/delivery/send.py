@@ -28,6 +28,7 @@ from django.db.models import F, Max, QuerySet, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
+from digest.delivery import statement
 from digest.delivery.errors import TransientDeliveryError
 from digest.delivery.message import (
     DigestContent,
@@ -36,6 +37,7 @@ from digest.delivery.message import (
     contents_for,
 )
 from digest.delivery.plan import sending_paused
+from digest.emails import DkimEmailMultiAlternatives
 from digest.matching.interests import InterestError, Profile, parse_interests
 from digest.matching.score import Ranked
 from digest.matching.service import latest_listing, reusable_matcher_for
@@ -258,30 +260,42 @@ def _advance_sql() -> str:
     """  # noqa: S608
 
 
+class _Advance:
+    """Recording ``accepted`` as sent and claiming ``upcoming``, in one statement, started on
+    the server (see ``statement``); ``claimed()`` waits for it."""
+
+    def __init__(self, accepted: _Accepted | None, upcoming: Digest | None, now: datetime):
+        done = accepted.digest.pk if accepted else None
+        subject = accepted.subject[:300] if accepted else ""
+        size = accepted.size if accepted else None
+        self.accepted = accepted
+        self.claim = upcoming.pk if upcoming else None
+        owner = upcoming.subscriber_id if upcoming else None
+        params = [
+            *(done, Digest.State.SENT.value, Digest.State.SENDING.value),
+            *(done, now, done, subject, done, size, done, done, now, done),
+            *(done, self.claim, Digest.State.PENDING.value),
+            *(owner, owner, Subscriber.Status.CONFIRMED.value),
+        ]
+        self.pending = statement.start(_advance_sql(), params)
+
+    def claimed(self) -> bool:
+        """Wait for the statement; True when ``upcoming`` was claimed."""
+        changed = self.pending.first_column()
+        # Failures in a row end with a delivery; the count was read with the chunk, and only a
+        # subscriber who had failures needs the extra statement.
+        accepted = self.accepted
+        if accepted and accepted.digest.subscriber.hard_failures:
+            Subscriber.objects.filter(pk=accepted.digest.subscriber_id, hard_failures__gt=0).update(
+                hard_failures=0
+            )
+        return self.claim is not None and self.claim in changed
+
+
 def _advance(accepted: _Accepted | None, upcoming: Digest | None, now: datetime) -> bool:
     """Record ``accepted`` as sent and claim ``upcoming``, in one statement; True when
     ``upcoming`` was claimed. Either may be None."""
-    done = accepted.digest.pk if accepted else None
-    subject = accepted.subject[:300] if accepted else ""
-    size = accepted.size if accepted else None
-    claim = upcoming.pk if upcoming else None
-    owner = upcoming.subscriber_id if upcoming else None
-    params = [
-        *(done, Digest.State.SENT.value, Digest.State.SENDING.value),
-        *(done, now, done, subject, done, size, done, done, now, done),
-        *(done, claim, Digest.State.PENDING.value),
-        *(owner, owner, Subscriber.Status.CONFIRMED.value),
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(_advance_sql(), params)
-        changed = {row[0] for row in cursor.fetchall()}
-    # Failures in a row end with a delivery; the count was read with the chunk, and only a
-    # subscriber who had failures needs the extra statement.
-    if accepted and accepted.digest.subscriber.hard_failures:
-        Subscriber.objects.filter(pk=accepted.digest.subscriber_id, hard_failures__gt=0).update(
-            hard_failures=0
-        )
-    return claim is not None and claim in changed
+    return _Advance(accepted, upcoming, now).claimed()
 
 
 def _permanent(error: Exception) -> bool:
@@ -323,14 +337,25 @@ def _give_back(digest: Digest, error: Exception) -> None:
     )
 
 
-def _send(
-    digest: Digest, content: DigestContent, smtp: Any, result: ChunkResult
-) -> _Accepted | None:
-    """Build and send one claimed digest; what to record when the server accepted it, None when
-    it failed for good (recorded). Transient errors give the claim back and are raised."""
+Built = DkimEmailMultiAlternatives | Exception
+
+
+def _build(content: DigestContent, smtp: Any) -> Built:
+    """The message, serialized; or what went wrong building it (handled once it is known
+    whether the digest was claimed)."""
     try:
-        message = build_digest_message(content, connection=smtp)
-        message.send()
+        return build_digest_message(content, connection=smtp)
+    except Exception as error:
+        return error
+
+
+def _send(digest: Digest, built: Built, smtp: Any, result: ChunkResult) -> _Accepted | None:
+    """Send one claimed digest; what to record when the server accepted it, None when it failed
+    for good (recorded). Transient errors give the claim back and are raised."""
+    try:
+        if isinstance(built, Exception):
+            raise built
+        built.send()
     except Exception as error:
         if _permanent(error):
             _fail(digest, error)
@@ -341,7 +366,7 @@ def _send(
             raise TransientDeliveryError(str(error)) from error
         raise
     result.sent += 1
-    return _Accepted(digest, str(message.subject), len(message.freeze().data))
+    return _Accepted(digest, str(built.subject), len(built.freeze().data))
 
 
 def _not_claimed(digest: Digest, result: ChunkResult) -> bool:
@@ -357,20 +382,26 @@ def _not_claimed(digest: Digest, result: ChunkResult) -> bool:
 
 
 def send_all(ready: list[Digest], contents: list[DigestContent], smtp: Any) -> ChunkResult:
-    """Claim, send and record the digests one by one over ``smtp``."""
+    """Claim, send and record the digests one by one over ``smtp``. Each message is built while
+    the database records the previous one and claims it; it goes out only once the claim is
+    confirmed."""
     result = ChunkResult()
     accepted: _Accepted | None = None
     try:
         for digest, content in zip(ready, contents, strict=True):
             if not settings.SENDING_ENABLED:
                 break
-            claimed = _advance(accepted, digest, timezone.now())
+            advance = _Advance(accepted, digest, timezone.now())
             accepted = None
+            try:
+                built = _build(content, smtp)
+            finally:
+                claimed = advance.claimed()
             if not claimed:
                 if _not_claimed(digest, result):
                     continue
                 break
-            accepted = _send(digest, content, smtp, result)
+            accepted = _send(digest, built, smtp, result)
     finally:
         # The last accepted digest is recorded on the way out, also when a later one failed.
         if accepted is not None:

@@ -1,0 +1,124 @@
+"""One SQL statement that runs on the database server while this process goes on working.
+
+A worker sends digests one by one, and the statement that records one as sent and claims the
+next costs a round trip and a commit each time. On PostgreSQL it is sent with libpq's
+asynchronous call (on Django's own connection, so in the same transaction state as every other
+query) and its result is read when it is needed: the server runs it while the worker renders
+the next message. Nothing that depends on the statement happens before its result is read, so
+the order of effects is the same as with a plain query. Other databases run it at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import selectors
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from django.db import connection
+from psycopg import errors as pg_errors
+from psycopg import pq
+
+# libpq parameter types by Python type (text format); None is left for the server to infer.
+_OIDS = {int: 20, str: 25, datetime: 1184}  # int8, text, timestamptz
+_PLACEHOLDER = re.compile(r"%s")
+
+
+def numbered(sql: str) -> str:
+    """Django's ``%s`` placeholders as libpq's ``$1, $2, ...`` (the SQL has no other ``%``)."""
+    counter = iter(range(1, sql.count("%s") + 1))
+    return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
+
+
+def _value(param: Any) -> bytes | None:
+    if param is None:
+        return None
+    if isinstance(param, datetime):
+        if param.tzinfo is None:
+            raise ValueError("a naive datetime has no place in a timestamptz parameter")
+        return param.isoformat().encode()
+    if isinstance(param, bool) or type(param) not in _OIDS:
+        raise TypeError(f"unsupported parameter type {type(param).__name__}")
+    return str(param).encode()
+
+
+def _oid(param: Any) -> int:
+    return 0 if param is None else _OIDS[datetime if isinstance(param, datetime) else type(param)]
+
+
+class Pending:
+    """A statement sent and not yet read. ``first_column()`` waits for it (once)."""
+
+    def __init__(self, rows: list[int] | None = None, pgconn: Any = None, sql: str = "") -> None:
+        self._rows = rows
+        self._pgconn = pgconn
+        self._sql = sql
+        self._started = time.monotonic()
+
+    def first_column(self) -> list[int]:
+        """The integer first column of the rows the statement returned."""
+        if self._rows is None:
+            pgconn, self._pgconn = self._pgconn, None
+            if pgconn is None:
+                raise RuntimeError("the result of this statement was already read")
+            with connection.wrap_database_errors:
+                self._rows = _read(pgconn)
+            if connection.queries_logged:  # DEBUG, or a test counting queries: one like any other
+                elapsed = time.monotonic() - self._started
+                connection.queries_log.append({"sql": self._sql, "time": f"{elapsed:.3f}"})
+        return self._rows
+
+
+def start(sql: str, params: Sequence[Any]) -> Pending:
+    """Send ``sql`` (Django placeholders; int, str, aware datetime or None parameters, and an
+    integer first column in what it returns); read its rows with ``first_column()``. Until
+    then the connection is busy: run no other query in between. Django's execute wrappers see
+    the statement being sent, as they see any query."""
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return Pending(rows=[int(row[0]) for row in cursor.fetchall()])
+
+    def send(sql: str, params: Sequence[Any], many: bool, context: dict[str, Any]) -> Pending:
+        connection.ensure_connection()
+        pgconn = connection.connection.pgconn
+        with connection.wrap_database_errors:
+            pgconn.send_query_params(
+                numbered(sql).encode(),
+                [_value(param) for param in params],
+                [_oid(param) for param in params],
+            )
+            with selectors.DefaultSelector() as selector:
+                selector.register(pgconn.socket, selectors.EVENT_WRITE)
+                while pgconn.flush():  # 1: part of the query is still to be written
+                    selector.select()
+        return Pending(pgconn=pgconn, sql=sql)
+
+    execute: Any = send
+    for wrapper in reversed(connection.execute_wrappers):
+        execute = functools.partial(wrapper, execute)
+    return cast(Pending, execute(sql, params, False, {"connection": connection, "cursor": None}))
+
+
+def _read(pgconn: Any) -> list[int]:
+    """Every result of the statement sent (libpq needs them all read), then its rows."""
+    results = []
+    with selectors.DefaultSelector() as selector:
+        selector.register(pgconn.socket, selectors.EVENT_READ)
+        while True:
+            while pgconn.is_busy():
+                selector.select()
+                pgconn.consume_input()
+            result = pgconn.get_result()
+            if result is None:
+                break
+            results.append(result)
+    rows: list[int] = []
+    for result in results:
+        if result.status not in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
+            raise pg_errors.error_from_result(result, encoding="utf-8")
+        rows.extend(int(result.get_value(row, 0)) for row in range(result.ntuples))
+    return rows

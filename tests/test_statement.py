@@ -1,0 +1,84 @@
+"""The statement a worker starts before it renders the next message: on PostgreSQL the server
+runs it while the worker goes on, and it behaves like any other query (errors, parameters,
+execute wrappers, the query log); elsewhere it runs at once. The suite runs on both."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from django.db import DatabaseError, connection
+from django.test.utils import CaptureQueriesContext
+
+from digest.delivery import statement
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ON_POSTGRES = connection.vendor == "postgresql"
+
+
+def test_placeholders_are_numbered_for_libpq() -> None:
+    assert statement.numbered("a = %s OR (b = %s AND c = %s)") == "a = $1 OR (b = $2 AND c = $3)"
+
+
+def test_the_server_runs_the_statement_while_the_worker_goes_on() -> None:
+    sql = "SELECT 7 FROM pg_sleep(0.4)" if ON_POSTGRES else "SELECT 7"
+    began = time.monotonic()
+    pending = statement.start(sql, [])
+    sent_after = time.monotonic() - began
+    assert pending.first_column() == [7]
+    if ON_POSTGRES:
+        assert sent_after < 0.2  # sent, not waited for
+        assert time.monotonic() - began >= 0.4  # the result was waited for when read
+    assert pending.first_column() == [7]  # read once, kept
+
+
+def test_parameters_of_every_kind_reach_the_server() -> None:
+    moment = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    if ON_POSTGRES:
+        sql = (
+            "SELECT %s + 1 WHERE %s = 'x ''y''' AND %s = '2026-11-29T12:00:00Z'::timestamptz "
+            "AND %s::int8 IS NULL"
+        )
+    else:
+        sql = "SELECT %s + 1 WHERE %s = 'x ''y''' AND %s IS NOT NULL AND %s IS NULL"
+    assert statement.start(sql, [41, "x 'y'", moment, None]).first_column() == [42]
+    assert statement.start(sql, [41, "other", moment, None]).first_column() == []
+
+
+def test_a_failing_statement_raises_a_database_error_and_the_connection_goes_on() -> None:
+    with pytest.raises(DatabaseError):
+        statement.start("SELECT id FROM no_such_table", []).first_column()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 5")
+        assert cursor.fetchone() == (5,)
+
+
+def test_execute_wrappers_and_the_query_log_see_the_statement() -> None:
+    seen: list[str] = []
+
+    def spy(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with CaptureQueriesContext(connection) as captured, connection.execute_wrapper(spy):
+        assert statement.start("SELECT %s + 2", [1]).first_column() == [3]
+    assert seen == ["SELECT %s + 2"]
+    assert len(captured) == 1 and "SELECT" in captured[0]["sql"]
+
+    def refuse(*_: Any) -> Any:
+        raise DatabaseError("the database went away")
+
+    with connection.execute_wrapper(refuse), pytest.raises(DatabaseError):
+        statement.start("SELECT 1", [])
+
+
+@pytest.mark.parametrize("param", [True, 1.5, b"bytes", datetime(2026, 11, 29)])
+def test_parameters_it_cannot_send_as_they_are_are_refused(param: Any) -> None:
+    if not ON_POSTGRES:  # Django adapts them itself there
+        assert statement.start("SELECT 1 WHERE %s IS NOT NULL", [param]).first_column() == [1]
+        return
+    with pytest.raises((TypeError, ValueError)):
+        statement.start("SELECT 1 WHERE %s IS NOT NULL", [param])
