@@ -226,10 +226,17 @@ def dkim_key() -> DkimKey | None:
         raise ImproperlyConfigured(f"DKIM signing needs {', '.join(missing)} set as well")
     path = Path(values["DKIM_PRIVATE_KEY_PATH"])
     try:
-        private_key = path.read_bytes()
+        # Read once per version of the file (every message is signed; a rotated key is seen).
+        stat = path.stat()
+        private_key = _read_key(str(path), stat.st_mtime_ns, stat.st_size)
     except OSError as exc:
         raise ImproperlyConfigured(f"DKIM_PRIVATE_KEY_PATH: cannot read {path}: {exc}") from exc
     return DkimKey(values["DKIM_DOMAIN"], values["DKIM_SELECTOR"], private_key)
+
+
+@lru_cache(maxsize=4)
+def _read_key(path: str, mtime_ns: int, size: int) -> bytes:
+    return Path(path).read_bytes()
 
 
 def dkim_signature(data: bytes, key: DkimKey) -> bytes:

@@ -482,15 +482,20 @@ def test_abstract_start_is_at_most_about_300_characters() -> None:
 @pytest.fixture
 def dkim_txt(tmp_path: Path, settings: Any) -> bytes:
     """Configure DKIM with a fresh key; returns the TXT record that publishes its public half."""
+    path = tmp_path / "dkim.pem"
+    settings.DKIM_DOMAIN = "example.org"
+    settings.DKIM_SELECTOR = "digest2026"
+    settings.DKIM_PRIVATE_KEY_PATH = str(path)
+    return new_dkim_key(path)
+
+
+def new_dkim_key(path: Path) -> bytes:
+    """Write a fresh private key to ``path``; the TXT record that publishes its public half."""
     key = subprocess.run(["openssl", "genrsa", "2048"], capture_output=True, check=True).stdout
     public = subprocess.run(
         ["openssl", "rsa", "-pubout", "-outform", "DER"], input=key, capture_output=True, check=True
     ).stdout
-    path = tmp_path / "dkim.pem"
     path.write_bytes(key)
-    settings.DKIM_DOMAIN = "example.org"
-    settings.DKIM_SELECTOR = "digest2026"
-    settings.DKIM_PRIVATE_KEY_PATH = str(path)
     return b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
 
 
@@ -519,6 +524,18 @@ def test_dkim_signature_verifies_on_the_bytes_django_sends(dkim_txt: bytes) -> N
         "from", "to", "subject", "date", "message-id", "list-unsubscribe",
         "list-unsubscribe-post", "mime-version", "content-type",
     }  # fmt: skip
+
+
+def test_a_rotated_dkim_key_signs_the_next_message(dkim_txt: bytes, settings: Any) -> None:
+    def signed() -> bytes:
+        message = build_digest_message(content_for(make_digest()))
+        return bytes(message.message().as_bytes(linesep="\r\n"))
+
+    assert dkim.verify(signed(), dnsfunc=dns_for(dkim_txt))
+    rotated = new_dkim_key(Path(settings.DKIM_PRIVATE_KEY_PATH))
+    raw = signed()
+    assert dkim.verify(raw, dnsfunc=dns_for(rotated))
+    assert not dkim.verify(raw, dnsfunc=dns_for(dkim_txt))
 
 
 def test_dkim_verification_fails_when_the_body_is_changed_after_signing(dkim_txt: bytes) -> None:
