@@ -4,6 +4,8 @@ lost, nothing sent to anyone who should not get it."""
 from __future__ import annotations
 
 import email
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from email.policy import default
 from typing import Any
@@ -14,6 +16,7 @@ from django.db import OperationalError, connection
 from django.utils import timezone
 
 from digest.delivery import plan as planning
+from digest.delivery import send
 from digest.delivery.errors import TransientDeliveryError
 from digest.delivery.send import process_chunk, store_items
 from digest.ingest.run import IngestOptions, ingest_bytes, ingest_path
@@ -47,6 +50,14 @@ class Picky(Recorder):
             return "550 5.1.1 no such user"
         envelope.rcpt_tos.append(address)
         return "250 OK"
+
+
+@pytest.fixture(autouse=True)
+def _clock_at_noon() -> Iterator[None]:
+    """The tests plan at NOON; the clock says so too (rows are stamped with it), so they mean
+    the same whatever day the suite runs on. A test moves it further where it needs to."""
+    with time_machine.travel(NOON, tick=True):
+        yield
 
 
 @pytest.fixture
@@ -335,50 +346,54 @@ def test_a_chunk_costs_one_statement_per_digest_plus_a_fixed_few(
     assert set(Digest.objects.values_list("attempts", flat=True)) == {1}
 
 
+@contextmanager
+def after_each_send(hook: Callable[[], None]) -> Iterator[None]:
+    """Run ``hook`` right after each message of a chunk has gone out."""
+    real_send = send._send
+
+    def send_then_hook(*args: Any) -> Any:
+        accepted = real_send(*args)
+        hook()
+        return accepted
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(send, "_send", send_then_hook)
+        yield
+
+
 def test_pausing_mid_chunk_stops_sending_and_keeps_the_rest_pending(
-    listing: None, smtp: Recorder, monkeypatch: pytest.MonkeyPatch
+    listing: None, smtp: Recorder
 ) -> None:
     for i in range(4):
         subscriber(f"user{i}@example.org")
     (chunk,) = planning.plan(NOON)
-    from digest.delivery import send
 
-    real_send = send._send
-
-    def send_then_pause(*args: Any) -> Any:
-        subject = real_send(*args)
+    def pause() -> None:
         DeliveryControl.objects.update_or_create(pk=1, defaults={"paused": True})
-        return subject
 
-    monkeypatch.setattr(send, "_send", send_then_pause)
-    result = process_chunk(chunk)
+    with after_each_send(pause):
+        result = process_chunk(chunk)
     assert result.sent == 1 and len(smtp.messages) == 1
     states = sorted(Digest.objects.values_list("state", flat=True))
     assert states == ["pending", "pending", "pending", "sent"]
     DeliveryControl.objects.filter(pk=1).update(paused=False)
-    monkeypatch.undo()
     # The next planner run after the resume queues the rest at once (not a lease later).
     run_all(NOON + timedelta(minutes=10))
     assert sorted(received(smtp)) == [f"user{i}@example.org" for i in range(4)]
 
 
 def test_unsubscribing_mid_chunk_means_no_mail_for_the_leaver(
-    listing: None, smtp: Recorder, monkeypatch: pytest.MonkeyPatch
+    listing: None, smtp: Recorder
 ) -> None:
     subscriber("one@example.org")
     subscriber("two@example.org")
     (chunk,) = planning.plan(NOON)
-    from digest.delivery import send
 
-    real_send = send._send
-
-    def send_then_the_other_unsubscribes(*args: Any) -> Any:
-        subject = real_send(*args)
+    def the_other_unsubscribes() -> None:
         Subscriber.objects.exclude(email__in=received(smtp)).update(status="unsubscribed")
-        return subject
 
-    monkeypatch.setattr(send, "_send", send_then_the_other_unsubscribes)
-    result = process_chunk(chunk)
+    with after_each_send(the_other_unsubscribes):
+        result = process_chunk(chunk)
     assert len(smtp.messages) == 1 and result.sent == 1 and result.not_active == 1
     (leaver,) = Subscriber.objects.filter(status="unsubscribed")
     assert Digest.objects.get(subscriber=leaver).state == "skipped"
