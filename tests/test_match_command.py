@@ -172,11 +172,27 @@ def test_kept_matcher_is_rebuilt_when_the_candidates_change(
 
 
 @pytest.mark.django_db
-def test_kept_matcher_is_rebuilt_when_the_semantic_setting_changes(stored_papers: Any) -> None:
+def test_kept_matcher_is_rebuilt_when_the_semantic_setting_changes(
+    stored_papers: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     papers = stored_papers()
+    # As if the extra were installed, without loading the model: what is built is recorded.
+    monkeypatch.setattr(service, "use_semantic", lambda requested=None: bool(requested))
+    built: list[bool | None] = []
+    real_matcher_for = service.matcher_for
+
+    def recording_matcher_for(papers: Any, *, semantic_on: bool | None = None) -> Any:
+        built.append(semantic_on)
+        return real_matcher_for(papers, semantic_on=False)
+
+    monkeypatch.setattr(service, "matcher_for", recording_matcher_for)
     lexical = reusable_matcher_for(papers, semantic_on=False)
-    assert service.candidates_key(papers, True) != service.candidates_key(papers, False)
     assert reusable_matcher_for(papers, semantic_on=False) is lexical
+    hybrid = reusable_matcher_for(papers, semantic_on=True)
+    assert hybrid is not lexical
+    assert reusable_matcher_for(papers, semantic_on=True) is hybrid
+    assert reusable_matcher_for(papers, semantic_on=False) is not hybrid
+    assert built == [False, True, False]
 
 
 @pytest.mark.django_db
