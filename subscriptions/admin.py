@@ -173,12 +173,11 @@ class SubscriberAdmin(admin.ModelAdmin):
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Subscriber]) -> None:
         """Django's "Delete selected" action, after its confirmation page."""
-        subscribers = list(queryset)
-        kept = sum(services.delete(subscriber) for subscriber in subscribers)
+        deleted, kept = services.delete_all(queryset)
         log.info(
             "user %s deleted %d subscribers and their data (%d suppressed addresses kept)",
             request.user.pk,
-            len(subscribers),
+            deleted,
             kept,
         )
 

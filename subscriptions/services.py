@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
@@ -274,47 +274,53 @@ def suppressed_among(emails: list[str]) -> set[str]:
     return found
 
 
-def _forget_topics(interests: str) -> None:
-    """The stored embeddings of a deleted subscriber's topics, unless someone else names them
+def _forget_topics(interests: list[str]) -> None:
+    """The stored embeddings of deleted subscribers' topics, unless someone else names them
     (what remains is caught by the retention job's clean-up of unused topics)."""
     from digest.matching.interests import InterestError, parse_interests
     from digest.models import TopicEmbedding
 
-    try:
-        texts = [topic.text[:500] for topic in parse_interests(interests).topics]
-    except InterestError:
-        return
+    texts: set[str] = set()
+    for text in interests:
+        try:
+            texts.update(topic.text[:500] for topic in parse_interests(text).topics)
+        except InterestError:
+            continue
     unused = [t for t in texts if not Subscriber.objects.filter(interests__icontains=t).exists()]
     TopicEmbedding.objects.filter(text__in=unused).delete()
 
 
-def delete(subscriber: Subscriber) -> bool:
-    """Delete a subscriber and everything tied to them (their digests with their items, and so
-    their "view in browser" pages; their signed links stop working with the row). An address
-    suppressed for hard bounces leaves only a keyed hash, so it cannot be imported or added
-    back by someone else. Returns whether a hash was kept."""
+def delete_all(subscribers: QuerySet[Subscriber]) -> tuple[int, int]:
+    """Delete these subscribers and everything tied to them (their digests with their items,
+    and so their "view in browser" pages; their signed links stop working with the rows). An
+    address suppressed for hard bounces leaves only a keyed hash, so it cannot be imported or
+    added back by someone else. Every way of deleting subscribers goes through here. Returns
+    (subscribers deleted, suppressed addresses kept)."""
     with transaction.atomic():
-        # Read under a lock: a bounce that suppresses the address meanwhile must not be lost.
-        current = (
-            Subscriber.objects.select_for_update()
-            .filter(pk=subscriber.pk)
-            .values("email", "suppressed_at", "interests")
-            .first()
+        # Read under a lock: a bounce that suppresses an address meanwhile must not be lost.
+        rows = list(
+            subscribers.select_for_update().values_list("pk", "email", "suppressed_at", "interests")
         )
-        if current is None:
-            return False
-        keep_hash = current["suppressed_at"] is not None
-        if keep_hash:
-            SuppressedAddress.objects.get_or_create(
-                address_hash=address_hashes(current["email"])[0],
-                defaults={"reason": SuppressedAddress.Reason.HARD_BOUNCES},
-            )
-        Subscriber.objects.filter(pk=subscriber.pk).delete()
-        _forget_topics(current["interests"])
-    log.info(
-        "subscriber %s deleted with their data (suppression kept: %s)", subscriber.pk, keep_hash
-    )
-    return keep_hash
+        if not rows:
+            return 0, 0
+        suppressed = {address_hashes(email)[0] for _, email, at, _ in rows if at is not None}
+        SuppressedAddress.objects.bulk_create(
+            [
+                SuppressedAddress(address_hash=h, reason=SuppressedAddress.Reason.HARD_BOUNCES)
+                for h in suppressed
+            ],
+            ignore_conflicts=True,
+        )
+        Subscriber.objects.filter(pk__in=[pk for pk, *_ in rows]).delete()
+        _forget_topics([interests for *_, interests in rows])
+    return len(rows), len(suppressed)
+
+
+def delete(subscriber: Subscriber) -> bool:
+    """Delete one subscriber with their data (see ``delete_all``); whether a hash was kept."""
+    _, kept = delete_all(Subscriber.objects.filter(pk=subscriber.pk))
+    log.info("subscriber %s deleted with their data (suppression kept: %s)", subscriber.pk, kept)
+    return kept > 0
 
 
 def lift_suppression(email: str) -> int:
@@ -327,7 +333,8 @@ def purge_stale_pending(now: Any = None) -> int:
     """Delete signups never confirmed within the confirmation window."""
     now = now or timezone.now()
     cutoff = now - timedelta(days=settings.PENDING_SIGNUP_DAYS)
-    deleted, _ = Subscriber.objects.filter(
-        status=Subscriber.Status.PENDING, created_at__lt=cutoff
-    ).delete()
+    # A suppressed address that was signed up again and never confirmed keeps its hash.
+    deleted, _ = delete_all(
+        Subscriber.objects.filter(status=Subscriber.Status.PENDING, created_at__lt=cutoff)
+    )
     return deleted

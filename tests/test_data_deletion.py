@@ -5,6 +5,7 @@ its owner's own double-opt-in signup."""
 from __future__ import annotations
 
 import hmac
+from datetime import timedelta
 from hashlib import sha256
 from typing import Any
 
@@ -168,6 +169,20 @@ def test_the_owner_can_sign_up_again_and_confirming_lifts_the_suppression(
     assert services.is_suppressed_address("bounce@example.org")  # until they confirm
     assert services.confirm(person)
     assert not services.is_suppressed_address("bounce@example.org")
+
+
+def test_a_suppressed_address_signed_up_again_and_never_confirmed_keeps_its_hash_when_purged(
+    mailbox: list[Any],
+) -> None:
+    person = suppressed("left@example.org")
+    Subscriber.objects.filter(pk=person.pk).update(
+        status="unsubscribed", created_at=timezone.now() - timedelta(days=90)
+    )
+    services.process_signup("left@example.org", {"interests": "graphs"})  # not the owner
+    assert Subscriber.objects.get().status == "pending"
+    assert services.purge_stale_pending() == 1
+    assert not Subscriber.objects.exists()
+    assert services.is_suppressed_address("left@example.org")
 
 
 # --- the admin ------------------------------------------------------------------------------
