@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import time_machine
-from django.db import OperationalError, connection
+from django.db import DatabaseError, OperationalError, connection
 from django.utils import timezone
 
 from digest.delivery import plan as planning
@@ -508,3 +508,73 @@ def test_stored_items_leave_out_papers_the_subscriber_has_and_name_the_digests_t
         (other.pk, had.pk, 1, 0.25, ""),
     ]
     assert store_items([]) == set()
+
+
+@pytest.mark.django_db(transaction=True)  # autocommit: on PostgreSQL the claim runs overlapped
+def test_a_failed_claim_still_records_the_digest_sent_before_it(
+    listing: None, smtp: Recorder
+) -> None:
+    for i in range(3):
+        subscriber(f"user{i}@example.org")
+    (chunk,) = planning.plan(NOON)
+    claims = 0
+
+    def second_claim_fails(execute: Any, sql: str, params: Any, many: bool, ctx: Any) -> Any:
+        # The statement that records the first digest and claims the second fails on the
+        # server (a lock timeout, say): the first one must still end up recorded as sent.
+        nonlocal claims
+        if "CASE WHEN" in sql:
+            claims += 1
+            if claims == 2:
+                return execute("SELECT id FROM no_such_table", [], many, ctx)
+        return execute(sql, params, many, ctx)
+
+    with connection.execute_wrapper(second_claim_fails), pytest.raises(DatabaseError):
+        process_chunk(chunk)
+    assert len(smtp.messages) == 1
+    states = dict(Digest.objects.values_list("subscriber__email", "state"))
+    assert states[str(smtp.messages[0]["To"])] == "sent"
+    assert sorted(states.values()) == ["pending", "pending", "sent"]
+
+
+def test_a_pause_lifted_just_after_a_refused_claim_leaves_the_digest_pending(
+    listing: None, smtp: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subscriber("one@example.org")
+    subscriber("two@example.org")
+    (chunk,) = planning.plan(NOON)
+
+    def pause() -> None:
+        DeliveryControl.objects.update_or_create(pk=1, defaults={"paused": True})
+
+    def lifted_meanwhile() -> bool:
+        DeliveryControl.objects.filter(pk=1).update(paused=False)
+        return False
+
+    with after_each_send(pause), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(send, "sending_paused", lifted_meanwhile)
+        result = process_chunk(chunk)
+    (first,) = received(smtp)
+    assert result.not_active == 0
+    states = dict(Digest.objects.values_list("subscriber__email", "state"))
+    assert states == {
+        first: "sent",
+        ({"one@example.org", "two@example.org"} - {first}).pop(): "pending",
+    }
+    # Its chunk's task is over: the planner queues it again once the lease has passed.
+    run_all(NOON + planning.lease() + timedelta(minutes=1))
+    assert received(smtp) == ["one@example.org", "two@example.org"]
+
+
+@pytest.mark.parametrize("status", ["pending", "confirmed", "paused", "unsubscribed"])
+@pytest.mark.parametrize("suppressed", [False, True])
+def test_a_claim_succeeds_exactly_for_the_subscribers_the_planner_counts_active(
+    status: str, suppressed: bool
+) -> None:
+    person = subscriber("ada@example.org", status=status)
+    if suppressed:
+        Subscriber.objects.filter(pk=person.pk).update(suppressed_at=timezone.now())
+    digest = DigestFactory(subscriber=person)
+    active = Subscriber.objects.filter(planning.active_subscribers(), pk=person.pk).exists()
+    assert send._advance(None, digest, timezone.now()) is active
+    assert Digest.objects.get(pk=digest.pk).state == ("sending" if active else "pending")

@@ -9,10 +9,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from digest.delivery import statement
+from digest.models import DeliveryControl
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -82,3 +83,34 @@ def test_parameters_it_cannot_send_as_they_are_are_refused(param: Any) -> None:
         return
     with pytest.raises((TypeError, ValueError)):
         statement.start("SELECT 1 WHERE %s IS NOT NULL", [param])
+
+
+def test_inside_atomic_the_statement_is_part_of_the_transaction() -> None:
+    DeliveryControl.objects.update_or_create(pk=1, defaults={"paused": False})
+    sql = 'UPDATE "digest_deliverycontrol" SET "paused" = %s WHERE "id" = %s RETURNING "id"'
+    with pytest.raises(RuntimeError), transaction.atomic():
+        assert statement.start(sql, [True, 1]).first_column() == [1]
+        raise RuntimeError("roll back")
+    assert DeliveryControl.objects.get(pk=1).paused is False
+
+
+class Interrupted(BaseException):
+    """Like a task time limit arriving while the worker waits for the result."""
+
+
+def test_an_interrupted_read_leaves_a_connection_that_takes_the_next_query(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def interrupted(pgconn: Any) -> list[int]:
+        raise Interrupted
+
+    monkeypatch.setattr(statement, "_read", interrupted)
+    pending = statement.start("SELECT 7 FROM pg_sleep(0.2)" if ON_POSTGRES else "SELECT 7", [])
+    if ON_POSTGRES:
+        with pytest.raises(Interrupted):
+            pending.first_column()
+    else:
+        assert pending.first_column() == [7]  # read at once: nothing left to interrupt
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 5")
+        assert cursor.fetchone() == (5,)

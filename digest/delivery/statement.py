@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from django.db import connection
+from django.db import DatabaseError, connection
 from psycopg import errors as pg_errors
 from psycopg import pq
 
@@ -27,6 +27,7 @@ _OIDS = {int: 20, str: 25, datetime: 1184}  # int8, text, timestamptz
 _PLACEHOLDER = re.compile(r"%s")
 
 
+@functools.lru_cache(maxsize=32)
 def numbered(sql: str) -> str:
     """Django's ``%s`` placeholders as libpq's ``$1, $2, ...`` (the SQL has no other ``%``)."""
     counter = iter(range(1, sql.count("%s") + 1))
@@ -64,8 +65,16 @@ class Pending:
             pgconn, self._pgconn = self._pgconn, None
             if pgconn is None:
                 raise RuntimeError("the result of this statement was already read")
-            with connection.wrap_database_errors:
-                self._rows = _read(pgconn)
+            try:
+                with connection.wrap_database_errors:
+                    self._rows = _read(pgconn)
+            except DatabaseError:
+                raise  # every result was read: the connection takes the next query
+            except BaseException:
+                # Interrupted (a task time limit, say) with results unread, the connection
+                # cannot take another query; closing it lets Django open a fresh one.
+                connection.close()
+                raise
             if connection.queries_logged:  # DEBUG, or a test counting queries: one like any other
                 elapsed = time.monotonic() - self._started
                 connection.queries_log.append({"sql": self._sql, "time": f"{elapsed:.3f}"})
@@ -77,7 +86,9 @@ def start(sql: str, params: Sequence[Any]) -> Pending:
     integer first column in what it returns); read its rows with ``first_column()``. Until
     then the connection is busy: run no other query in between. Django's execute wrappers see
     the statement being sent, as they see any query."""
-    if connection.vendor != "postgresql":
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        # Inside atomic(), psycopg sends its BEGIN lazily with the first query; a statement
+        # sent around psycopg could miss it and commit on its own. It runs at once there.
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return Pending(rows=[int(row[0]) for row in cursor.fetchall()])
