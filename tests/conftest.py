@@ -62,6 +62,19 @@ def today_2026() -> Iterator[date]:
 
 
 @pytest.fixture
+def filesystem_broker_options(tmp_path: Path) -> dict[str, str]:
+    """Transport options of the embedded (filesystem) broker in a folder of this test's own,
+    laid out as settings.py lays it out; ``data_folder_in`` exists."""
+    folder = tmp_path / "broker" / "queue"
+    folder.mkdir(parents=True)
+    return {
+        "data_folder_in": str(folder),
+        "data_folder_out": str(folder),
+        "control_folder": str(tmp_path / "broker" / "control"),
+    }
+
+
+@pytest.fixture
 def inbox_dir(tmp_path: Path, settings: Any) -> Path:
     folder = tmp_path / "inbox"
     folder.mkdir()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -294,7 +295,16 @@ def test_a_test_digest_without_a_subscriber_holds_the_trending_papers(
     with django_capture_on_commit_callbacks(execute=True):
         staff.post("/admin/dashboard/digests/test/", {"to": "ops@example.org"})
     [message] = mailbox
-    assert "trending" in message.subject and "no interests" in message.body
+    count = re.search(r"(\d+) trending papers?", message.subject)
+    assert count is not None and int(count.group(1)) > 0, message.subject
+    assert "no interests" in message.body
+    body = " ".join(message.body.split())
+    shown = [
+        title
+        for title in Paper.objects.filter(listing_date=listing).values_list("title", flat=True)
+        if " ".join(title.split()) in body
+    ]
+    assert len(shown) == int(count.group(1))  # that many papers of the latest listing
 
 
 def test_a_test_digest_needs_a_valid_address(

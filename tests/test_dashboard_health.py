@@ -87,20 +87,16 @@ def test_the_queues_asked_about_are_celerys_own() -> None:
     assert health.queue_names() == ["celery"]
 
 
-def test_queue_length_of_the_embedded_broker_counts_message_files(tmp_path: Path) -> None:
+def test_queue_length_of_the_embedded_broker_counts_message_files(
+    filesystem_broker_options: dict[str, str],
+) -> None:
     from kombu import Connection
 
     import digest  # noqa: F401  (installs the embedded transport)
 
     # A queue name of its own: kombu remembers bindings per process, across connections.
     name = f"dash-{uuid.uuid4().hex[:8]}"
-    folder = tmp_path / "queue"
-    folder.mkdir()
-    options = {
-        "data_folder_in": str(folder),
-        "data_folder_out": str(folder),
-        "control_folder": str(tmp_path / "control"),
-    }
+    options = filesystem_broker_options
     assert health.queue_lengths("filesystem://", options, [name])[0].waiting == 0
     with Connection("filesystem://", transport_options=options) as conn:
         queue = conn.SimpleQueue(name)

@@ -7,7 +7,6 @@ import base64
 import email
 import re
 import subprocess
-from collections.abc import Iterator
 from email.message import EmailMessage
 from email.policy import default
 from email.utils import parsedate_to_datetime
@@ -37,11 +36,11 @@ from digest.delivery.message import (
 )
 from digest.models import Digest, Paper
 from subscriptions import tokens as subscription_tokens
-from tests.browser import Recorder, browser_page, serving_smtp
+from tests.browser import Recorder, browser_page, smtp_server
 from tests.conftest import ROOT
 from tests.factories import DigestFactory, DigestItemFactory, PaperFactory, SubscriberFactory
 
-__all__ = ["browser_page"]  # a fixture used below
+__all__ = ["browser_page", "smtp_server"]  # fixtures used below
 
 pytestmark = pytest.mark.django_db
 
@@ -553,18 +552,14 @@ def test_dkim_verification_fails_when_the_body_is_changed_after_signing(dkim_txt
     assert not dkim.verify(forged_subject, dnsfunc=dns_for(dkim_txt))
 
 
-@pytest.fixture
-def raw_smtp(settings: Any) -> Iterator[Recorder]:
-    with serving_smtp(settings, Recorder()) as recorder:
-        yield recorder
-
-
-def test_dkim_signature_verifies_after_a_real_smtp_hop(dkim_txt: bytes, raw_smtp: Recorder) -> None:
+def test_dkim_signature_verifies_after_a_real_smtp_hop(
+    dkim_txt: bytes, smtp_server: Recorder
+) -> None:
     papers = [realistic_paper(n) for n in range(3)] + [PaperFactory(title=EVIL_TITLE)]
     message = build_digest_message(content_for(make_digest(papers)))
     assert message.send() == 1
-    raw_smtp.wait_for(1)
-    (received,) = raw_smtp.raw
+    smtp_server.wait_for(1)
+    (received,) = smtp_server.raw
 
     assert dkim.verify(received, dnsfunc=dns_for(dkim_txt))
     parsed_back = email.message_from_bytes(received, policy=default)

@@ -21,8 +21,10 @@ from digest import emails
 from digest.delivery import message as digest_message
 from digest.delivery.message import build_digest_message, content_for, contents_for
 from digest.models import Paper
-from tests.browser import Recorder, serving_smtp
+from tests.browser import Recorder, smtp_server
 from tests.factories import DigestFactory, DigestItemFactory, PaperFactory
+
+__all__ = ["smtp_server"]  # a fixture used below
 
 ALPHABET = "ab xyz.=\t\n-é“”·\u00a0\U0001f600F"
 
@@ -87,15 +89,16 @@ def digest_with_papers() -> Any:
 
 
 @pytest.mark.django_db
-def test_a_digest_is_serialized_once_and_sent_as_the_bytes_measured(settings: Any) -> None:
+def test_a_digest_is_serialized_once_and_sent_as_the_bytes_measured(
+    settings: Any, smtp_server: Recorder
+) -> None:
     settings.SITE_URL = "https://digest.example.org"
     message = build_digest_message(content_for(digest_with_papers()))
     frozen = message.message()
     assert message.message() is frozen  # the send and the size check share one serialization
-    with serving_smtp(settings, Recorder()) as recorder:
-        assert message.send() == 1
-        recorder.wait_for(1)
-    (received,) = recorder.raw
+    assert message.send() == 1
+    smtp_server.wait_for(1)
+    (received,) = smtp_server.raw
     assert received == frozen.as_bytes(linesep="\r\n")
     parsed = email.message_from_bytes(received, policy=default)
     assert isinstance(parsed, EmailMessage)
@@ -115,13 +118,24 @@ def test_a_digest_is_serialized_once_and_sent_as_the_bytes_measured(settings: An
         ("", (72, False)),
     ],
 )
-def test_remembered_wordwrap_wraps_like_jinja2(text: str, args: tuple[Any, ...]) -> None:
+def test_remembered_wordwrap_wraps_like_jinja2(
+    text: str, args: tuple[Any, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
     env = jinja2.Environment(autoescape=True)
     wrap = emails.memoized_wordwrap(env)
     expected = jinja2.filters.do_wordwrap(env, text, *args)
+    real = jinja2.filters.do_wordwrap
+    calls: list[Any] = []
+
+    def counted(*a: Any, **k: Any) -> Any:
+        calls.append(a)
+        return real(*a, **k)
+
+    monkeypatch.setattr(jinja2.filters, "do_wordwrap", counted)
     assert wrap(text, *args) == expected
-    assert wrap(text, *args) == expected  # from the cache
+    assert wrap(text, *args) == expected and len(calls) == 1  # the second from the cache
     assert wrap(jinja2.filters.Markup(text), *args) == expected  # not a plain str: not cached
+    assert len(calls) == 2
     assert wrap(text, width=args[0]) == jinja2.filters.do_wordwrap(env, text, width=args[0])
 
 
@@ -157,7 +171,7 @@ def test_kept_paper_entries_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None
     for rank in range(1, 6):
         DigestItemFactory(digest=digest, rank=rank, reason=f"reason {rank}")
     (content,) = contents_for([digest])
-    assert len(digest_message._entries) <= 3
+    assert 0 < len(digest_message._entries) <= 3  # kept, and dropped beyond the bound
     assert [p.reason for p in content.papers] == [f"reason {n}" for n in range(1, 6)]
     assert len({p.title for p in content.papers}) == 5
 

@@ -121,15 +121,10 @@ def test_production_serves_hashed_compressed_static_files_with_long_caching(
 
 
 @pytest.fixture
-def filesystem_broker(tmp_path: Path, settings: Any) -> Path:
-    folder = tmp_path / "broker" / "queue"
-    folder.mkdir(parents=True)
+def filesystem_broker(filesystem_broker_options: dict[str, str], settings: Any) -> Path:
     settings.CELERY_BROKER_URL = "filesystem://"
-    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(folder),
-        "data_folder_out": str(folder),
-    }
-    return folder
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = filesystem_broker_options
+    return Path(filesystem_broker_options["data_folder_in"])
 
 
 def test_healthz_answers_ok_with_the_embedded_broker(

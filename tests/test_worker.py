@@ -146,19 +146,16 @@ def test_worker_and_beat_turn_inbox_files_into_papers(
     assert proc.poll() is None
 
 
-def test_embedded_broker_writes_messages_atomically(tmp_path: Path) -> None:
+def test_embedded_broker_writes_messages_atomically(
+    filesystem_broker_options: dict[str, str],
+) -> None:
     """A consumer must never see a half-written message file (it would stop the worker)."""
     from kombu import Connection
 
     import digest  # noqa: F401  (installs the transport)
 
-    folder = tmp_path / "queue"
-    folder.mkdir()
-    options = {
-        "data_folder_in": str(folder),
-        "data_folder_out": str(folder),
-        "control_folder": str(tmp_path / "control"),
-    }
+    options = filesystem_broker_options
+    folder = Path(options["data_folder_in"])
     with Connection("filesystem://", transport_options=options) as conn:
         assert type(conn.transport).__module__ == "digest.broker"
         queue = conn.SimpleQueue("q")
