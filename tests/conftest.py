@@ -61,6 +61,28 @@ def today_2026() -> Iterator[date]:
         yield date(2026, 11, 29)
 
 
+def operator_user(username: str = "operator", permissions: Any = None) -> Any:
+    """A staff user with the dashboard's action permissions (or only ``permissions``)."""
+    from django.contrib.auth.models import Permission, User
+
+    from digest.dashboard.views import ACTION_PERMISSIONS
+
+    user = User.objects.create_user(username, f"{username}@example.org", "pw", is_staff=True)
+    for name in ACTION_PERMISSIONS if permissions is None else permissions:
+        app, codename = name.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app, codename=codename)
+        )
+    return user
+
+
+@pytest.fixture
+def operator(client: Any) -> Any:
+    """A client logged in as a staff user who may run every dashboard action."""
+    client.force_login(operator_user())
+    return client
+
+
 @pytest.fixture
 def filesystem_broker_options(tmp_path: Path) -> dict[str, str]:
     """Transport options of the embedded (filesystem) broker in a folder of this test's own,

@@ -26,6 +26,7 @@ from digest.models import (
     SourceState,
 )
 from subscriptions.models import Subscriber
+from tests.conftest import operator_user
 from tests.factories import DigestFactory, DigestItemFactory, PaperFactory, SubscriberFactory
 
 pytestmark = pytest.mark.django_db
@@ -42,13 +43,6 @@ ACTIONS = [
 ]
 
 
-@pytest.fixture
-def staff(client: Client) -> Client:
-    user = User.objects.create_user("operator", "op@example.org", "pw", is_staff=True)
-    client.force_login(user)
-    return client
-
-
 def page(client: Client, url: str = DASHBOARD) -> str:
     response = client.get(url)
     assert response.status_code == 200
@@ -60,8 +54,8 @@ def text(html: str) -> str:
     return " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
 
 
-def test_empty_dashboard_renders_and_says_nothing_has_happened(staff: Client) -> None:
-    html = page(staff)
+def test_empty_dashboard_renders_and_says_nothing_has_happened(operator: Client) -> None:
+    html = page(operator)
     shown = text(html)
     assert "No ingest run yet" in shown
     assert "No failed deliveries." in shown
@@ -118,12 +112,43 @@ def test_actions_do_nothing_for_anonymous_and_non_staff_users(
 
 
 @pytest.mark.parametrize("url", ACTIONS)
-def test_actions_refuse_get(staff: Client, url: str) -> None:
-    assert staff.get(url).status_code == 405
+def test_staff_without_the_action_permission_gets_403_and_nothing_happens(
+    client: Client, url: str, inbox_dir: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    client.force_login(operator_user(permissions=[]))
+    SubscriberFactory(email="ada@example.org")
+    with django_capture_on_commit_callbacks() as queued:
+        response = client.post(
+            url, {"paused": "true", "subscriber": "ada@example.org", "to": "x@example.org"}
+        )
+    assert response.status_code == 403
+    assert queued == []
+    assert not DeliveryControl.objects.filter(paused=True).exists()
+    assert list(inbox_dir.iterdir()) == []
+
+
+def test_the_dashboard_offers_only_the_actions_the_user_may_run(client: Client) -> None:
+    client.force_login(operator_user("reader", permissions=[]))
+    html = page(client)
+    assert 'id="no-actions"' in html and "<form" not in html.split('id="actions"')[1][:4000]
+    client.force_login(operator_user("pauser", permissions=["digest.change_deliverycontrol"]))
+    html = page(client)
+    shown = set(re.findall(r'<form class="card"[^>]* id="([a-z-]+)"', html))
+    assert shown == {"sending-form"} and 'id="no-actions"' not in html
+    client.force_login(operator_user("all"))
+    shown = set(re.findall(r'<form class="card"[^>]* id="([a-z-]+)"', page(client)))
+    assert shown == {
+        "upload-form", "source-form", "plan-form", "sending-form", "preview-form", "test-form"
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("url", ACTIONS)
+def test_actions_refuse_get(operator: Client, url: str) -> None:
+    assert operator.get(url).status_code == 405
 
 
 def test_actions_need_the_csrf_token(inbox_dir: Any) -> None:
-    user = User.objects.create_user("operator", "op@example.org", "pw", is_staff=True)
+    user = operator_user()
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)
     response = client.post("/admin/dashboard/sending/", {"paused": "true"})
@@ -131,8 +156,8 @@ def test_actions_need_the_csrf_token(inbox_dir: Any) -> None:
     assert not DeliveryControl.objects.filter(paused=True).exists()
 
 
-def test_admin_index_links_to_the_dashboard_and_schedules(staff: Client) -> None:
-    html = page(staff, "/admin/")
+def test_admin_index_links_to_the_dashboard_and_schedules(operator: Client) -> None:
+    html = page(operator, "/admin/")
     assert 'href="/admin/dashboard/"' in html and 'href="/admin/dashboard/schedules/"' in html
 
 
@@ -205,9 +230,9 @@ def healthy(settings: Any) -> dict[str, Any]:
 
 
 def test_dashboard_shows_the_figures_of_a_healthy_service(
-    staff: Client, healthy: dict[str, Any]
+    operator: Client, healthy: dict[str, Any]
 ) -> None:
-    html = page(staff)
+    html = page(operator)
     shown = text(html)
     assert "All is well" in shown
     assert re.search(r"Papers 28 Latest listing: \w+ \d+, \d{4} \(1 paper\)", shown)
@@ -225,9 +250,9 @@ def test_dashboard_shows_the_figures_of_a_healthy_service(
 
 
 def test_dashboard_charts_are_inline_svg_with_titles_and_figures(
-    staff: Client, healthy: dict[str, Any]
+    operator: Client, healthy: dict[str, Any]
 ) -> None:
-    html = page(staff)
+    html = page(operator)
     assert not re.search(r"<script(?![^>]*\bsrc=)", html)  # no inline script
     assert html.count('<svg viewBox="0 0 640') == 5
     for chart in ("papers-per-day", "subscribers", "digests-per-day", "digest-sizes", "topics"):
@@ -247,7 +272,7 @@ def test_dashboard_charts_are_inline_svg_with_titles_and_figures(
 
 
 def test_dashboard_warns_of_overdue_jobs_silent_processes_and_failed_deliveries(
-    staff: Client, healthy: dict[str, Any], settings: Any
+    operator: Client, healthy: dict[str, Any], settings: Any
 ) -> None:
     now = healthy["now"]
     settings.SOURCE_URLS = ["https://example.org/feed"]
@@ -270,7 +295,7 @@ def test_dashboard_warns_of_overdue_jobs_silent_processes_and_failed_deliveries(
         state=Digest.State.FAILED,
         error="SMTPRecipientsRefused: 550 no such user",
     )
-    shown = text(page(staff))
+    shown = text(page(operator))
     assert "All is well" not in shown
     assert "scan-inbox is overdue: it runs every 30 s, last success 2 hours ago" in shown
     assert "plan-digests is failing: OperationalError: database is locked" in shown
@@ -285,11 +310,11 @@ def test_dashboard_warns_of_overdue_jobs_silent_processes_and_failed_deliveries(
 
 
 def test_schedules_list_every_job_of_beats_schedule_with_its_setting(
-    staff: Client, healthy: dict[str, Any], settings: Any
+    operator: Client, healthy: dict[str, Any], settings: Any
 ) -> None:
     settings.SOURCE_URLS = ["https://example.org/feed"]
     settings.DIGEST_PLAN_MINUTES = 10
-    shown = text(page(staff, SCHEDULES))
+    shown = text(page(operator, SCHEDULES))
     assert "scan-inbox digest.tasks.scan_inbox every 30 s INBOX_SCAN_SECONDS" in shown
     assert "plan-digests digest.tasks.plan_digests every 10 min DIGEST_PLAN_MINUTES" in shown
     assert "purge-stale-pending subscriptions.tasks.purge_stale_pending every 6 h" in shown
@@ -299,7 +324,7 @@ def test_schedules_list_every_job_of_beats_schedule_with_its_setting(
 
 
 def test_a_job_added_to_the_schedule_shows_without_other_changes(
-    staff: Client, monkeypatch: pytest.MonkeyPatch
+    operator: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from celery.schedules import crontab
 
@@ -322,7 +347,7 @@ def test_a_job_added_to_the_schedule_shows_without_other_changes(
         last_finished_at=timezone.now() - timedelta(days=5),
         last_success_at=timezone.now() - timedelta(days=5),
     )
-    html = page(staff, SCHEDULES)
+    html = page(operator, SCHEDULES)
     assert (
         "cleanup-archives digest.tasks.cleanup_archives crontab 15 3 * * * digest/schedule.py"
         in text(html)

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
@@ -26,13 +25,6 @@ from tests.factories import DigestFactory, SubscriberFactory
 pytestmark = pytest.mark.django_db
 
 HOSTILE = "Federated learning at <img src=x onerror=alert(1)> scale"
-
-
-@pytest.fixture
-def staff(client: Client) -> Client:
-    user = User.objects.create_user("operator", "op@example.org", "pw", is_staff=True)
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
@@ -70,13 +62,13 @@ def messages_of(response: Any) -> list[str]:
 
 
 def test_an_uploaded_dump_goes_through_the_inbox_and_is_ingested(
-    staff: Client, inbox_dir: Path, eager: None, django_capture_on_commit_callbacks: Any
+    operator: Client, inbox_dir: Path, eager: None, django_capture_on_commit_callbacks: Any
 ) -> None:
     dump = SimpleUploadedFile(
         "daily.json", hf_json([hf_item("2411.00001", "Uploaded Paper")]), "application/json"
     )
     with django_capture_on_commit_callbacks(execute=True):
-        response = staff.post("/admin/dashboard/ingest/upload/", {"dump": dump}, follow=True)
+        response = operator.post("/admin/dashboard/ingest/upload/", {"dump": dump}, follow=True)
     assert response.redirect_chain[-1][0] == "/admin/dashboard/"
     assert any("queued its ingest" in m for m in messages_of(response))
     assert Paper.objects.filter(arxiv_id="2411.00001").exists()
@@ -88,11 +80,11 @@ def test_an_uploaded_dump_goes_through_the_inbox_and_is_ingested(
 
 
 def test_a_bad_upload_is_kept_in_failed_with_its_reason(
-    staff: Client, inbox_dir: Path, eager: None, django_capture_on_commit_callbacks: Any
+    operator: Client, inbox_dir: Path, eager: None, django_capture_on_commit_callbacks: Any
 ) -> None:
     dump = SimpleUploadedFile("junk.bin", b"\x00\x01 not a dump at all " * 50)
     with django_capture_on_commit_callbacks(execute=True):
-        staff.post("/admin/dashboard/ingest/upload/", {"dump": dump})
+        operator.post("/admin/dashboard/ingest/upload/", {"dump": dump})
     assert IngestRun.objects.get().status == "failed"
     failed = sorted(p.name for p in (inbox_dir / "failed").iterdir())
     assert len(failed) == 2 and failed[1].endswith("junk.bin.error.txt")
@@ -105,10 +97,10 @@ def test_a_bad_upload_is_kept_in_failed_with_its_reason(
     [(b"x" * 2048, "INGEST_MAX_BYTES allows 1.0"), (b"", "The submitted file is empty")],
 )
 def test_an_upload_that_is_too_large_or_empty_is_refused(
-    staff: Client, inbox_dir: Path, settings: Any, content: bytes, error: str
+    operator: Client, inbox_dir: Path, settings: Any, content: bytes, error: str
 ) -> None:
     settings.INGEST_MAX_BYTES = 1024
-    response = staff.post(
+    response = operator.post(
         "/admin/dashboard/ingest/upload/", {"dump": SimpleUploadedFile("big.json", content)}
     )
     assert response.status_code == 400
@@ -118,7 +110,7 @@ def test_an_upload_that_is_too_large_or_empty_is_refused(
 
 
 def test_fetching_a_configured_source_is_queued(
-    staff: Client,
+    operator: Client,
     settings: Any,
     monkeypatch: pytest.MonkeyPatch,
     django_capture_on_commit_callbacks: Any,
@@ -127,7 +119,7 @@ def test_fetching_a_configured_source_is_queued(
     queued: list[str] = []
     monkeypatch.setattr("digest.tasks.fetch_source_url.delay", queued.append)
     with django_capture_on_commit_callbacks(execute=True):
-        response = staff.post(
+        response = operator.post(
             "/admin/dashboard/ingest/source/", {"url": "https://example.org/b.json"}, follow=True
         )
     assert queued == ["https://example.org/b.json"]
@@ -135,7 +127,7 @@ def test_fetching_a_configured_source_is_queued(
 
 
 def test_only_configured_sources_can_be_fetched(
-    staff: Client,
+    operator: Client,
     settings: Any,
     monkeypatch: pytest.MonkeyPatch,
     django_capture_on_commit_callbacks: Any,
@@ -144,7 +136,9 @@ def test_only_configured_sources_can_be_fetched(
     queued: list[str] = []
     monkeypatch.setattr("digest.tasks.fetch_source_url.delay", queued.append)
     with django_capture_on_commit_callbacks(execute=True):
-        response = staff.post("/admin/dashboard/ingest/source/", {"url": "http://169.254.169.254/"})
+        response = operator.post(
+            "/admin/dashboard/ingest/source/", {"url": "http://169.254.169.254/"}
+        )
     assert response.status_code == 400
     assert "Select a valid choice" in response.content.decode()
     assert queued == []
@@ -154,7 +148,7 @@ def test_only_configured_sources_can_be_fetched(
 
 
 def test_running_the_due_digests_sends_them_now(
-    staff: Client,
+    operator: Client,
     listing: date,
     ada: Subscriber,
     mailbox: list[Any],
@@ -162,7 +156,7 @@ def test_running_the_due_digests_sends_them_now(
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True):
-        response = staff.post("/admin/dashboard/digests/run/", follow=True)
+        response = operator.post("/admin/dashboard/digests/run/", follow=True)
     assert any("Queued a planner run" in m for m in messages_of(response))
     digest = Digest.objects.get(subscriber=ada)
     assert digest.state == "sent" and digest.items.count() >= 1
@@ -170,7 +164,7 @@ def test_running_the_due_digests_sends_them_now(
 
 
 def test_running_the_due_digests_while_paused_does_nothing(
-    staff: Client,
+    operator: Client,
     listing: date,
     ada: Subscriber,
     mailbox: list[Any],
@@ -179,27 +173,27 @@ def test_running_the_due_digests_while_paused_does_nothing(
 ) -> None:
     DeliveryControl.objects.update_or_create(pk=1, defaults={"paused": True})
     with django_capture_on_commit_callbacks(execute=True) as queued:
-        response = staff.post("/admin/dashboard/digests/run/", follow=True)
+        response = operator.post("/admin/dashboard/digests/run/", follow=True)
     assert queued == []
     assert any("Sending is paused: nothing was planned" in m for m in messages_of(response))
     assert not Digest.objects.exists() and mailbox == []
 
 
-def test_pause_and_resume_all_sending(staff: Client) -> None:
-    response = staff.post("/admin/dashboard/sending/", {"paused": "true"}, follow=True)
+def test_pause_and_resume_all_sending(operator: Client) -> None:
+    response = operator.post("/admin/dashboard/sending/", {"paused": "true"}, follow=True)
     control = DeliveryControl.current()
     assert control.paused and "by operator" in control.note
     assert any("Sending is paused" in m for m in messages_of(response))
     assert 'id="sending-state">paused<' in response.content.decode()
 
-    response = staff.post("/admin/dashboard/sending/", {"paused": "false"}, follow=True)
+    response = operator.post("/admin/dashboard/sending/", {"paused": "false"}, follow=True)
     assert not DeliveryControl.current().paused
     assert "Sending is resumed." in messages_of(response)
     assert 'id="sending-state">on<' in response.content.decode()
 
 
-def test_a_bad_sending_request_changes_nothing(staff: Client) -> None:
-    response = staff.post("/admin/dashboard/sending/", {"paused": "maybe"}, follow=True)
+def test_a_bad_sending_request_changes_nothing(operator: Client) -> None:
+    response = operator.post("/admin/dashboard/sending/", {"paused": "maybe"}, follow=True)
     assert not DeliveryControl.current().paused
     assert any("Nothing changed" in m for m in messages_of(response))
 
@@ -208,9 +202,9 @@ def test_a_bad_sending_request_changes_nothing(staff: Client) -> None:
 
 
 def test_preview_shows_the_digest_with_scores_and_reasons_and_saves_nothing(
-    staff: Client, listing: date, ada: Subscriber
+    operator: Client, listing: date, ada: Subscriber
 ) -> None:
-    response = staff.post("/admin/dashboard/digests/preview/", {"subscriber": "ADA@example.org"})
+    response = operator.post("/admin/dashboard/digests/preview/", {"subscriber": "ADA@example.org"})
     assert response.status_code == 200
     html = response.content.decode()
     preview = response.context["preview"]
@@ -232,9 +226,9 @@ def test_preview_shows_the_digest_with_scores_and_reasons_and_saves_nothing(
 
 
 def test_preview_leaves_out_papers_the_subscriber_already_had(
-    staff: Client, listing: date, ada: Subscriber
+    operator: Client, listing: date, ada: Subscriber
 ) -> None:
-    before = staff.post("/admin/dashboard/digests/preview/", {"subscriber": ada.email})
+    before = operator.post("/admin/dashboard/digests/preview/", {"subscriber": ada.email})
     had = before.context["preview"].items[0].paper
     DigestItem.objects.create(
         digest=DigestFactory(subscriber=ada, period="2026-01-01", state="sent"),
@@ -243,18 +237,18 @@ def test_preview_leaves_out_papers_the_subscriber_already_had(
         rank=1,
         score=1.0,
     )
-    after = staff.post("/admin/dashboard/digests/preview/", {"subscriber": ada.email})
+    after = operator.post("/admin/dashboard/digests/preview/", {"subscriber": ada.email})
     assert had not in [item.paper for item in after.context["preview"].items]
 
 
-def test_preview_of_an_unknown_address_says_so(staff: Client) -> None:
-    response = staff.post("/admin/dashboard/digests/preview/", {"subscriber": "who@example.org"})
+def test_preview_of_an_unknown_address_says_so(operator: Client) -> None:
+    response = operator.post("/admin/dashboard/digests/preview/", {"subscriber": "who@example.org"})
     assert response.status_code == 400
     assert "No subscriber has the address who@example.org." in response.content.decode()
 
 
 def test_a_test_digest_goes_to_the_address_marked_and_with_harmless_links(
-    staff: Client,
+    operator: Client,
     listing: date,
     ada: Subscriber,
     mailbox: list[Any],
@@ -262,7 +256,7 @@ def test_a_test_digest_goes_to_the_address_marked_and_with_harmless_links(
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True):
-        response = staff.post(
+        response = operator.post(
             "/admin/dashboard/digests/test/",
             {"to": "ops@example.org", "subscriber": "ada@example.org"},
             follow=True,
@@ -286,14 +280,14 @@ def test_a_test_digest_goes_to_the_address_marked_and_with_harmless_links(
 
 
 def test_a_test_digest_without_a_subscriber_holds_the_trending_papers(
-    staff: Client,
+    operator: Client,
     listing: date,
     mailbox: list[Any],
     eager: None,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True):
-        staff.post("/admin/dashboard/digests/test/", {"to": "ops@example.org"})
+        operator.post("/admin/dashboard/digests/test/", {"to": "ops@example.org"})
     [message] = mailbox
     count = re.search(r"(\d+) trending papers?", message.subject)
     assert count is not None and int(count.group(1)) > 0, message.subject
@@ -308,10 +302,10 @@ def test_a_test_digest_without_a_subscriber_holds_the_trending_papers(
 
 
 def test_a_test_digest_needs_a_valid_address(
-    staff: Client, django_capture_on_commit_callbacks: Any
+    operator: Client, django_capture_on_commit_callbacks: Any
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True) as queued:
-        response = staff.post("/admin/dashboard/digests/test/", {"to": "not an address"})
+        response = operator.post("/admin/dashboard/digests/test/", {"to": "not an address"})
     assert response.status_code == 400
     assert "Enter a valid email address." in response.content.decode()
     assert queued == []
@@ -319,7 +313,7 @@ def test_a_test_digest_needs_a_valid_address(
 
 @pytest.mark.parametrize("why", ["paused", "suppressed", "deleted-suppressed"])
 def test_a_test_digest_respects_the_pause_and_the_suppression_list(
-    staff: Client, why: str, django_capture_on_commit_callbacks: Any
+    operator: Client, why: str, django_capture_on_commit_callbacks: Any
 ) -> None:
     from digest.models import DeliveryControl
     from subscriptions import services
@@ -334,7 +328,7 @@ def test_a_test_digest_respects_the_pause_and_the_suppression_list(
     else:
         SuppressedAddress.objects.create(address_hash=services.address_hashes(to)[0])
     with django_capture_on_commit_callbacks(execute=True) as queued:
-        response = staff.post("/admin/dashboard/digests/test/", {"to": to})
+        response = operator.post("/admin/dashboard/digests/test/", {"to": to})
     assert response.status_code == 400 and queued == []
     page = response.content.decode()
     assert ("Sending is paused" in page) if why == "paused" else ("suppressed" in page)

@@ -1,5 +1,6 @@
 """The dashboard's pages and actions: staff only (each view is wrapped by ``admin_view``),
-actions by POST with CSRF, each confirming what it did with a message."""
+actions by POST with CSRF, each confirming what it did with a message. An action also needs
+the model permission that matches what it does (granted in the admin, as for any model)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.auth.decorators import permission_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -23,6 +25,17 @@ from digest.dashboard.forms import (
 )
 from digest.dashboard.overview import overview
 from digest.delivery.preview import preview_digest
+
+# What each action needs beyond staff status.
+INGEST = "digest.add_paper"  # upload a dump, fetch a source
+PLAN = "digest.add_digest"  # run the due digests
+PAUSE = "digest.change_deliverycontrol"  # pause or resume all sending
+SEE_SUBSCRIBERS = "subscriptions.view_subscriber"  # preview or test-send someone's digest
+ACTION_PERMISSIONS = (INGEST, PLAN, PAUSE, SEE_SUBSCRIBERS)
+
+
+def needs(permission: str) -> Any:
+    return permission_required(permission, raise_exception=True)
 
 
 def _page(request: HttpRequest, template: str, title: str, **context: Any) -> TemplateResponse:
@@ -75,6 +88,7 @@ def _back() -> HttpResponseRedirect:
 
 
 @require_POST
+@needs(INGEST)
 def ingest_upload(request: HttpRequest) -> HttpResponse:
     form = UploadForm(request.POST, request.FILES)
     if not form.is_valid():
@@ -90,6 +104,7 @@ def ingest_upload(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
+@needs(INGEST)
 def ingest_source(request: HttpRequest) -> HttpResponse:
     form = SourceForm(request.POST)
     if not form.is_valid():
@@ -101,6 +116,7 @@ def ingest_source(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
+@needs(PLAN)
 def run_due_digests(request: HttpRequest) -> HttpResponse:
     if actions.queue_planning():
         messages.success(request, "Queued a planner run: due digests are created and sent now.")
@@ -110,6 +126,7 @@ def run_due_digests(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
+@needs(PAUSE)
 def sending(request: HttpRequest) -> HttpResponse:
     form = SendingForm(request.POST)
     if not form.is_valid():
@@ -127,6 +144,7 @@ def sending(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
+@needs(SEE_SUBSCRIBERS)
 def preview(request: HttpRequest) -> HttpResponse:
     form = PreviewForm(request.POST)
     if not form.is_valid():
@@ -149,6 +167,7 @@ def preview(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
+@needs(SEE_SUBSCRIBERS)
 def test_digest(request: HttpRequest) -> HttpResponse:
     form = TestDigestForm(request.POST)
     if not form.is_valid():
