@@ -7,16 +7,15 @@ A job is overdue when it has not succeeded within ``JOB_OVERDUE_FACTOR`` of its 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from celery.schedules import crontab, maybe_schedule
 from celery.schedules import schedule as every
 from django.conf import settings
 from django.utils import timezone
+from kombu import Connection
 
 from digest.models import Heartbeat, JobStatus
 from digest.schedule import beat_schedule
@@ -185,41 +184,26 @@ def queue_lengths(
     options: dict[str, Any] | None = None,
     names: list[str] | None = None,
 ) -> list[QueueLength]:
-    """Messages waiting in each Celery queue: Redis list lengths, or message files of the
-    embedded broker. A broker that cannot be asked gives the reason instead of a number."""
+    """Messages waiting in each Celery queue, as the broker's own kombu transport counts them
+    (Redis: every priority list, with the configured key prefix; the embedded broker: message
+    files), and on Redis the messages delivered but not acknowledged yet. A broker that cannot
+    be asked gives the reason instead of a number."""
     url = settings.CELERY_BROKER_URL if broker_url is None else broker_url
     options = settings.CELERY_BROKER_TRANSPORT_OPTIONS if options is None else options
     names = queue_names() if names is None else names
-    if url.startswith("filesystem://"):
-        folder = Path(str(options.get("data_folder_in", "")))
-        return [QueueLength(q, _count_files(folder, q), None) for q in names]
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        try:
-            return _redis_lengths(url, names)
-        except Exception as exc:  # any connection or protocol trouble: say so, do not fail
-            return [QueueLength(q, None, None, f"{type(exc).__name__}: {exc}") for q in names]
-    return [QueueLength(q, None, None, "queue length unknown for this broker") for q in names]
-
-
-def _count_files(folder: Path, queue: str) -> int | None:
-    if not folder.is_dir():
-        return None
-    suffix = f".{queue}.msg"
-    return sum(1 for entry in os.scandir(folder) if entry.name.endswith(suffix))
-
-
-def _redis_lengths(url: str, names: list[str]) -> list[QueueLength]:
-    import redis
-    from kombu.transport.redis import PRIORITY_STEPS, Channel
-
-    client = redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
     try:
-        in_progress = int(client.hlen(Channel.unacked_key))
-        found = []
-        for queue in names:
-            # kombu keeps one list per priority step: "celery", "celery\x06\x163", ...
-            keys = [queue] + [f"{queue}{Channel.sep}{p}" for p in PRIORITY_STEPS if p]
-            found.append(QueueLength(queue, sum(int(client.llen(k)) for k in keys), in_progress))
-        return found
-    finally:
-        client.close()
+        with Connection(url, transport_options=options, connect_timeout=3) as connection:
+            connection.ensure_connection(max_retries=0, timeout=3)
+            channel: Any = connection.default_channel
+            unacked = getattr(channel, "unacked_key", None)
+            in_progress = int(channel.client.hlen(unacked)) if unacked else None
+            found = []
+            for queue in names:
+                try:
+                    waiting = channel.queue_declare(queue=queue, passive=True).message_count
+                except connection.channel_errors:
+                    waiting = 0  # never declared, or emptied and gone: nothing waits
+                found.append(QueueLength(queue, waiting, in_progress))
+            return found
+    except Exception as exc:  # any connection or protocol trouble: say so, do not fail
+        return [QueueLength(q, None, None, f"{type(exc).__name__}: {exc}") for q in names]
