@@ -247,7 +247,6 @@ if PRODUCTION:
     CSRF_COOKIE_SECURE = True
     if env_bool("BEHIND_HTTPS_PROXY", True):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_SSL_REDIRECT_EXEMPT = [r"^healthz$"]
 
 # --- Running in production: health check, static files, logs, admin login ------------------
 # Kept in one block (and added to the lists above, not written into them) so that it reads as

@@ -44,10 +44,6 @@ class Job:
     next_run: datetime | None
     state: str  # ok, failing, overdue, not run yet
 
-    @property
-    def needs_attention(self) -> bool:
-        return self.state in ("failing", "overdue")
-
 
 def describe(interval: timedelta) -> str:
     seconds = int(interval.total_seconds())
