@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import random
 import re
-import resource
 import shutil
 import signal
 import socket
@@ -31,12 +31,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from throwaway import DEFAULT_PG, run_child, throwaway_database
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-RSS = ROOT.parent / "shared" / "samples" / "arxiv-rss-2024-11-28.xml"
+import throwaway
+from throwaway import DEFAULT_PG, SAMPLE_RSS, peak_rss_kb, run_child, throwaway_database
 
 
 def free_port() -> int:
@@ -107,14 +103,8 @@ def aiosmtpd_sink(port: int) -> None:
 def setup_django(smtp_port: int | None = None) -> None:
     if smtp_port:
         os.environ.update({"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(smtp_port)})
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digest.settings")
     os.environ.setdefault("SEMANTIC_MATCHING", "off")
-    import django
-
-    django.setup()
-    import logging
-
-    logging.disable(logging.WARNING)
+    throwaway.setup_django(logging.WARNING)
 
 
 def populate(n_subscribers: int, n_papers: int) -> None:
@@ -127,7 +117,7 @@ def populate(n_subscribers: int, n_papers: int) -> None:
     from digest.models import Paper
     from subscriptions.models import Subscriber
 
-    ingest_path(RSS, IngestOptions(source="bench"))
+    ingest_path(SAMPLE_RSS, IngestOptions(source="bench"))
     keep = list(Paper.objects.order_by("id").values_list("id", flat=True)[:n_papers])
     Paper.objects.exclude(id__in=keep).update(listing_date=None)
     rng = random.Random(5)
@@ -159,7 +149,7 @@ def worker(ids_file: str, smtp_port: int) -> None:
     sent = 0
     for ids in chunks:
         sent += process_chunk(ids).sent
-    print(json.dumps({"sent": sent, "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+    print(json.dumps({"sent": sent, "rss_kb": peak_rss_kb()}))
 
 
 def pipeline(workers: int, smtp_port: int, tmp: Path) -> dict[str, Any]:

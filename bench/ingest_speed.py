@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from throwaway import DEFAULT_PG, run_child, throwaway_database
+from throwaway import DEFAULT_PG, peak_rss_kb, run_child, setup_django, throwaway_database
 
 ROOT = Path(__file__).resolve().parent.parent
 WORDS = (
@@ -69,21 +66,14 @@ def with_database(pg: str, fn_args: list[str]) -> dict[str, Any]:
 
 def child(mode: str, dump: Path, limit: int) -> None:
     """Inside a fresh database: migrate, then measure ``mode``; print one JSON line."""
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digest.settings")
-    import django
-
-    django.setup()
-    import logging
-
-    logging.disable(logging.INFO)
+    setup_django()
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
     from digest.ingest.run import IngestOptions, ingest_path
 
     if mode == "pipeline":
-        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rss_before = peak_rss_kb()
         start = time.perf_counter()
         first = ingest_path(dump, IngestOptions(source="bench"))
         first_s = time.perf_counter() - start
@@ -99,7 +89,7 @@ def child(mode: str, dump: Path, limit: int) -> None:
                     "first_s": first_s,
                     "repeat_s": repeat_s,
                     "rss_before_kb": rss_before,
-                    "rss_peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                    "rss_peak_kb": peak_rss_kb(),
                 }
             )
         )

@@ -22,32 +22,21 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import random
-import resource
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
-from throwaway import DEFAULT_PG, run_child, throwaway_database
+from throwaway import (
+    DEFAULT_PG,
+    SAMPLE_RSS,
+    peak_rss_kb,
+    run_child,
+    setup_django,
+    throwaway_database,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-SHARED = ROOT.parent / "shared"
-RSS = SHARED / "samples" / "arxiv-rss-2024-11-28.xml"
 CHUNK = 2000
-
-
-def setup_django() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digest.settings")
-    import django
-
-    django.setup()
-    import logging
-
-    logging.disable(logging.INFO)
 
 
 def topic_pool(titles: list[str], size: int, rng: random.Random) -> list[str]:
@@ -85,7 +74,7 @@ def populate(n_subscribers: int, n_papers: int, with_embeddings: bool) -> dict[s
     from digest.models import Paper
     from subscriptions.models import Subscriber
 
-    ingest_path(RSS, IngestOptions(source="bench"))
+    ingest_path(SAMPLE_RSS, IngestOptions(source="bench"))
     keep = list(Paper.objects.order_by("id").values_list("id", flat=True)[:n_papers])
     Paper.objects.exclude(id__in=keep).update(listing_date=None)
     papers = list(Paper.objects.filter(id__in=keep))
@@ -153,7 +142,7 @@ def matching_phase(use_semantic: bool) -> dict[str, Any]:
         "papers": len(papers),
         "included": included,
         "with_any": with_any,
-        "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "rss_kb": peak_rss_kb(),
     }
 
 

@@ -1,10 +1,13 @@
-"""What every benchmark needs: a fresh PostgreSQL database per measurement, and child
-processes (so each measurement's peak memory is its own) that report one JSON line."""
+"""What every benchmark needs: a fresh PostgreSQL database per measurement, child processes
+(so each measurement's peak memory is its own) that report one JSON line, Django set up in
+them, and the real dump most of them measure with."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import resource
 import subprocess
 import sys
 import uuid
@@ -15,6 +18,21 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PG = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+SAMPLE_RSS = ROOT.parent / "shared" / "samples" / "arxiv-rss-2024-11-28.xml"
+
+
+def setup_django(quiet_up_to: int = logging.INFO) -> None:
+    """Django in this (child) process, with log records up to ``quiet_up_to`` silenced."""
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "digest.settings")
+    import django
+
+    django.setup()
+    logging.disable(quiet_up_to)
+
+
+def peak_rss_kb() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 @contextmanager
