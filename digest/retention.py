@@ -102,3 +102,24 @@ def forget_unused_topics(older_than: timedelta = timedelta(days=1)) -> int:
     if deleted:
         log.info("retention: forgot %d topic embeddings nobody names any more", deleted)
     return deleted
+
+
+# A worker or beat process that has not reported for this long is gone (its container was
+# replaced, its host renamed): its heartbeat row goes, except the newest of each role, which
+# the dashboard needs to say since when nothing has reported.
+GONE_AFTER = timedelta(days=7)
+
+
+def forget_gone_processes(now: datetime | None = None) -> int:
+    from digest.models import Heartbeat
+
+    cutoff = (now or timezone.now()) - GONE_AFTER
+    newest = Heartbeat.objects.filter(role=OuterRef("role")).order_by("-last_seen_at", "-pk")
+    deleted, _ = (
+        Heartbeat.objects.filter(last_seen_at__lt=cutoff)
+        .exclude(pk=Subquery(newest.values("pk")[:1]))
+        .delete()
+    )
+    if deleted:
+        log.info("retention: forgot %d heartbeats of processes gone for %s", deleted, GONE_AFTER)
+    return deleted

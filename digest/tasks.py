@@ -139,8 +139,10 @@ def send_test_digest(to: str, subscriber_id: int | None) -> str:
 
 @shared_task(ignore_result=True)
 def prune_old_digests() -> int:
-    """Beat, daily by default: delete digests past DIGEST_RETENTION_DAYS, and the stored topic
-    embeddings nobody names any more (digest.retention)."""
+    """Beat, daily by default: delete digests past DIGEST_RETENTION_DAYS, the stored topic
+    embeddings nobody names any more, and heartbeats of processes long gone
+    (digest.retention)."""
     deleted = retention.prune_digests()
     retention.forget_unused_topics()
+    retention.forget_gone_processes()
     return deleted

@@ -16,8 +16,8 @@ from digest.delivery import plan as planning
 from digest.delivery import tokens
 from digest.delivery.send import process_chunk
 from digest.ingest.run import ingest_bytes
-from digest.models import Digest, DigestItem
-from digest.retention import prunable, prune_digests
+from digest.models import Digest, DigestItem, Heartbeat
+from digest.retention import forget_gone_processes, prunable, prune_digests
 from digest.schedule import beat_schedule
 from subscriptions.models import Subscriber
 from tests.conftest import hf_item, hf_json
@@ -197,3 +197,17 @@ def test_stored_topics_nobody_names_any_more_are_forgotten() -> None:
         "being saved right now",
         "state space models",
     ]
+
+
+def test_heartbeats_of_processes_long_gone_go_but_the_newest_of_each_role_stays() -> None:
+    now = timezone.now()
+    for role, name, age in [
+        ("worker", "worker@live", timedelta(minutes=1)),
+        ("worker", "worker@replaced", timedelta(days=8)),
+        ("worker", "worker@older", timedelta(days=30)),
+        ("beat", "beat@only", timedelta(days=40)),  # nothing newer: it says since when
+    ]:
+        Heartbeat.objects.create(role=role, name=name, last_seen_at=now - age)
+    assert forget_gone_processes(now) == 2
+    assert sorted(Heartbeat.objects.values_list("name", flat=True)) == ["beat@only", "worker@live"]
+    assert forget_gone_processes(now) == 0
