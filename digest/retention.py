@@ -84,16 +84,13 @@ def forget_unused_topics(older_than: timedelta = timedelta(days=1)) -> int:
     """Delete stored topic embeddings that no subscriber names any more (left behind by changed
     or deleted profiles and by previews of unsaved ones): they hold what people typed. Rows
     younger than ``older_than`` stay, so a profile being saved right now keeps its row."""
-    from digest.matching.interests import InterestError, parse_interests
+    from digest.matching.interests import topic_texts
     from digest.models import TopicEmbedding
     from subscriptions.models import Subscriber
 
     named: set[str] = set()
     for text in Subscriber.objects.values_list("interests", flat=True).iterator(chunk_size=2000):
-        try:
-            named.update(topic.text[:500] for topic in parse_interests(text).topics)
-        except InterestError:
-            continue
+        named.update(topic_texts(text))
     stale = TopicEmbedding.objects.filter(created_at__lt=timezone.now() - older_than)
     unused = [pk for pk, text in stale.values_list("pk", "text") if text not in named]
     deleted = 0

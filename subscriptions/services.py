@@ -277,15 +277,10 @@ def suppressed_among(emails: list[str]) -> set[str]:
 def _forget_topics(interests: list[str]) -> None:
     """The stored embeddings of deleted subscribers' topics, unless someone else names them
     (what remains is caught by the retention job's clean-up of unused topics)."""
-    from digest.matching.interests import InterestError, parse_interests
+    from digest.matching.interests import topic_texts
     from digest.models import TopicEmbedding
 
-    texts: set[str] = set()
-    for text in interests:
-        try:
-            texts.update(topic.text[:500] for topic in parse_interests(text).topics)
-        except InterestError:
-            continue
+    texts = {topic for text in interests for topic in topic_texts(text)}
     unused = [t for t in texts if not Subscriber.objects.filter(interests__icontains=t).exists()]
     TopicEmbedding.objects.filter(text__in=unused).delete()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from digest.matching.interests import InterestError, parse_interests
+from digest.matching.interests import InterestError, parse_interests, topic_texts
 
 
 def test_empty_text_means_top_trending() -> None:
@@ -65,3 +65,13 @@ def test_profiles_that_cannot_match_say_why(text: str, message: str) -> None:
 def test_profile_prints_back_in_the_same_language() -> None:
     profile = parse_interests('Mamba, "state space model" -survey -"medical imaging"')
     assert str(profile) == 'Mamba, "state space model", -survey, -"medical imaging"'
+
+
+def test_topic_texts_of_stored_profiles_are_empty_where_the_parser_now_refuses() -> None:
+    assert topic_texts('Mamba, "state space models", -survey') == [
+        "Mamba",
+        '"state space models"',
+    ]
+    assert topic_texts("") == []
+    assert topic_texts("-survey") == []  # only an exclusion: refused today
+    assert topic_texts("x" * 600) == []

@@ -12,7 +12,7 @@ from django.db.models import Count, Max, OuterRef, Prefetch, Q, QuerySet, Subque
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from digest.matching.interests import InterestError, parse_interests
+from digest.matching.interests import topic_texts
 from digest.models import Digest, DigestItem, IngestRun, Paper, RejectedEntry, SourceState
 from subscriptions.models import Subscriber
 
@@ -201,9 +201,5 @@ def top_topics(limit: int = 10) -> list[tuple[str, int]]:
         .iterator(chunk_size=2000)
     )
     for text in texts:
-        try:
-            profile = parse_interests(text)
-        except InterestError:
-            continue
-        counter.update({topic.text.replace('"', "").lower() for topic in profile.topics})
+        counter.update({topic.replace('"', "").lower() for topic in topic_texts(text)})
     return counter.most_common(limit)

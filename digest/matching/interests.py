@@ -171,3 +171,12 @@ def parse_interests(text: str | None) -> Profile:
             "empty for the top trending papers)."
         )
     return Profile(topics=tuple(topics), excluded=tuple(dict.fromkeys(excluded)))
+
+
+def topic_texts(text: str | None) -> list[str]:
+    """The topics of a saved profile as text; none when the parser rejects it now (its rules
+    may have tightened since it was saved). For jobs that read many stored profiles."""
+    try:
+        return [topic.text for topic in parse_interests(text).topics]
+    except InterestError:
+        return []
