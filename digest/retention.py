@@ -25,10 +25,10 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Exists, F, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
-from digest.models import Digest
+from digest.models import Digest, DigestItem
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +43,15 @@ def prunable(now: datetime) -> QuerySet[Digest]:
         .order_by("-created_at")
         .values("created_at")[:1]
     )
+    # A paper first seen since the subscriber's newest digest could still be a candidate.
+    still_needed = DigestItem.objects.filter(
+        digest_id=OuterRef("pk"), paper__first_seen__gte=OuterRef("newest")
+    )
     return (
         Digest.objects.filter(state__in=FINISHED, created_at__lt=cutoff)
-        .annotate(newest=Subquery(newest), last_paper=Max("items__paper__first_seen"))
+        .annotate(newest=Subquery(newest))
         .filter(created_at__lt=F("newest"))
-        .filter(Q(last_paper__isnull=True) | Q(last_paper__lt=F("newest")))
+        .exclude(Exists(still_needed))
     )
 
 
@@ -58,19 +62,20 @@ def prune_digests(now: datetime | None = None, max_batches: int | None = None) -
     now = now or timezone.now()
     size = settings.RETENTION_BATCH_SIZE
     deleted = batches = 0
+    after = 0  # an id cursor: each batch reads on from the last, not the whole backlog again
     while max_batches is None or batches < max_batches:
-        ids = list(prunable(now).order_by("id").values_list("id", flat=True)[:size])
+        ids = list(
+            prunable(now).filter(id__gt=after).order_by("id").values_list("id", flat=True)[:size]
+        )
         if not ids:
             break
+        after = ids[-1]
         with transaction.atomic():
             # The state is checked again in the DELETE: a digest cannot have gone back to
             # pending in between, but the rule should not rest on that.
             _, per_model = Digest.objects.filter(pk__in=ids, state__in=FINISHED).delete()
         batches += 1
-        done = per_model.get(Digest._meta.label, 0)
-        deleted += done
-        if not done:
-            break
+        deleted += per_model.get(Digest._meta.label, 0)
     if deleted:
         log.info(
             "retention: deleted %d digests older than %d days",
