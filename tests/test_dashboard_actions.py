@@ -20,7 +20,7 @@ from digest.matching.service import latest_listing
 from digest.models import DeliveryControl, Digest, DigestItem, IngestRun, Paper
 from subscriptions.models import Subscriber
 from tests.conftest import SEED, hf_item, hf_json
-from tests.factories import DigestFactory, SubscriberFactory
+from tests.factories import DigestFactory, DigestItemFactory, SubscriberFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -230,12 +230,8 @@ def test_preview_leaves_out_papers_the_subscriber_already_had(
 ) -> None:
     before = operator.post("/admin/dashboard/digests/preview/", {"subscriber": ada.email})
     had = before.context["preview"].items[0].paper
-    DigestItem.objects.create(
-        digest=DigestFactory(subscriber=ada, period="2026-01-01", state="sent"),
-        subscriber=ada,
-        paper=had,
-        rank=1,
-        score=1.0,
+    DigestItemFactory(
+        digest=DigestFactory(subscriber=ada, period="2026-01-01", state="sent"), paper=had
     )
     after = operator.post("/admin/dashboard/digests/preview/", {"subscriber": ada.email})
     assert had not in [item.paper for item in after.context["preview"].items]
@@ -315,7 +311,6 @@ def test_a_test_digest_needs_a_valid_address(
 def test_a_test_digest_respects_the_pause_and_the_suppression_list(
     operator: Client, why: str, django_capture_on_commit_callbacks: Any
 ) -> None:
-    from digest.models import DeliveryControl
     from subscriptions import services
     from subscriptions.models import SuppressedAddress
 
