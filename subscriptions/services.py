@@ -16,11 +16,11 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q, QuerySet
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from digest import emails
+from digest.links import token_path
 from digest.matching import semantic
 from subscriptions import tokens
 from subscriptions.models import PREFERENCE_FIELDS, Subscriber, SuppressedAddress
@@ -34,17 +34,17 @@ def absolute(path: str) -> str:
 
 def confirm_url(subscriber: Subscriber) -> str:
     token = tokens.make_token(subscriber, tokens.CONFIRM)
-    return absolute(reverse("subscriptions:confirm", args=[token]))
+    return absolute(token_path("subscriptions:confirm", token))
 
 
 def manage_url(subscriber: Subscriber) -> str:
     token = tokens.make_token(subscriber, tokens.MANAGE)
-    return absolute(reverse("subscriptions:manage", args=[token]))
+    return absolute(token_path("subscriptions:manage", token))
 
 
 def unsubscribe_url(subscriber: Subscriber) -> str:
     token = tokens.make_token(subscriber, tokens.UNSUBSCRIBE)
-    return absolute(reverse("subscriptions:unsubscribe", args=[token]))
+    return absolute(token_path("subscriptions:unsubscribe", token))
 
 
 def find(email: str) -> Subscriber | None:

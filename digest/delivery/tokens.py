@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 
 from django.core import signing
-from django.urls import reverse
 
+from digest.links import token_path
 from digest.models import Digest
 from subscriptions.services import absolute
 
@@ -57,4 +57,4 @@ def read_archive_token(token: str) -> Digest:
 
 def archive_url(digest: Digest) -> str:
     """The absolute, signed "view in browser" link."""
-    return absolute(reverse("digest_archive", args=[make_archive_token(digest)]))
+    return absolute(token_path("digest_archive", make_archive_token(digest)))
