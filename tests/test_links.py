@@ -47,21 +47,19 @@ def test_token_path_follows_the_script_prefix(prefix: str) -> None:
 def _other(token: str) -> None: ...
 
 
-class OtherUrls:
-    urlpatterns = [
-        path("m/<str:token>/", _other, name="digest_archive"),
-    ]
+# This module is also the URL configuration swapped in below.
+urlpatterns = [path("m/<str:token>/", _other, name="digest_archive")]
 
 
 def test_token_path_follows_the_url_configuration() -> None:
     token = TOKENS[0]
     assert token_path("digest_archive", token) == f"/digests/{token}/"
-    set_urlconf(OtherUrls)
+    set_urlconf(__name__)
     try:
         assert token_path("digest_archive", token) == f"/m/{token}/"
     finally:
         set_urlconf(None)
     assert token_path("digest_archive", token) == f"/digests/{token}/"
-    with override_settings(ROOT_URLCONF=OtherUrls):
+    with override_settings(ROOT_URLCONF=__name__):
         assert token_path("digest_archive", token) == f"/m/{token}/"
     assert token_path("digest_archive", token) == f"/digests/{token}/"
