@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.core import signing
+from django.http import HttpRequest, HttpResponse
 from django.test import override_settings
 from django.urls import clear_script_prefix, path, reverse, set_script_prefix, set_urlconf
 
@@ -44,7 +45,8 @@ def test_token_path_follows_the_script_prefix(prefix: str) -> None:
     assert token_path("subscriptions:manage", token) == f"/manage/{token}/"
 
 
-def _other(token: str) -> None: ...
+def _other(request: HttpRequest, token: str) -> HttpResponse:
+    return HttpResponse()
 
 
 # This module is also the URL configuration swapped in below.
