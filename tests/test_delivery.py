@@ -405,6 +405,48 @@ def test_a_delivered_digest_clears_earlier_hard_failures(listing: None, smtp: Re
     assert received(smtp) == ["ada@example.org"] and person.hard_failures == 0
 
 
+class RefusesOnce(Recorder):
+    """Refuses each recipient permanently the first time (550), accepts it afterwards."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused: set[str] = set()
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if address not in self.refused:
+            self.refused.add(address)
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+def test_a_delivery_after_a_refusal_in_the_same_chunk_clears_the_failure(
+    listing: None, settings: Any
+) -> None:
+    """Two digests of one subscriber in one chunk (yesterday's, prepared and then held by a
+    pause, and today's): the first refused, the second delivered. Failures count in a row, so
+    none is left."""
+    settings.EMAIL_TIMEOUT = 5
+    person = subscriber("ada@example.org")
+    (chunk,) = planning.plan(NOON)
+    send.prepare(list(Digest.objects.select_related("subscriber")))
+    pause_sending()
+    process_chunk(chunk)  # the worker finds sending paused: yesterday's digest waits
+    DeliveryControl.objects.filter(pk=1).update(paused=False)
+    ingest_next_day(
+        [hf_item("2412.00001", "Federated learning, again", summary="Federated learning.")]
+    )
+    with serving_smtp(settings, RefusesOnce()) as smtp:
+        (result,) = run_all(NOON + timedelta(days=1))
+    assert (result.failed, result.sent) == (1, 1) and received(smtp) == ["ada@example.org"]
+    states = dict(Digest.objects.values_list("period", "state"))
+    assert states == {"2026-11-29": "failed", "2026-11-30": "sent"}
+    person.refresh_from_db()
+    assert person.hard_failures == 0 and person.suppressed_at is None
+
+
 def test_paused_before_the_worker_ran_and_resumed_the_next_day_sends_no_empty_digest(
     listing: None, smtp: Recorder
 ) -> None:

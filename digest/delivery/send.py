@@ -293,6 +293,7 @@ class _Advance:
             Subscriber.objects.filter(pk=accepted.digest.subscriber_id, hard_failures__gt=0).update(
                 hard_failures=0
             )
+            accepted.digest.subscriber.hard_failures = 0
         return self.claim is not None and self.claim in changed
 
 
@@ -328,6 +329,7 @@ def _fail(digest: Digest, error: Exception) -> None:
         # sender, a rejected message or a too-large digest says nothing about the mailbox.
         return
     Subscriber.objects.filter(pk=digest.subscriber_id).update(hard_failures=F("hard_failures") + 1)
+    digest.subscriber.hard_failures += 1  # a later delivery in this chunk then clears it
     Subscriber.objects.filter(
         pk=digest.subscriber_id,
         suppressed_at__isnull=True,
@@ -422,6 +424,14 @@ def _pending(ids: list[int]) -> QuerySet[Digest]:
     return Digest.objects.filter(pk__in=ids, state=Digest.State.PENDING)
 
 
+def _share_subscribers(digests: list[Digest]) -> None:
+    """One instance per subscriber among ``digests`` (a subscriber may have two in a chunk: a
+    late one and today's), so what sending one learns about them holds for the other."""
+    shared: dict[int, Subscriber] = {}
+    for digest in digests:
+        digest.subscriber = shared.setdefault(digest.subscriber_id, digest.subscriber)
+
+
 def process_chunk(digest_ids: list[int]) -> ChunkResult:
     """Prepare and send the still-pending digests among ``digest_ids``."""
     if sending_paused():
@@ -436,6 +446,7 @@ def process_chunk(digest_ids: list[int]) -> ChunkResult:
     ready = list(_pending(ready_ids).select_related("subscriber").order_by("id"))
     if not ready:
         return ChunkResult(skipped=len(digests))
+    _share_subscribers(ready)
     contents = contents_for(ready)
     smtp = get_connection()
     try:
