@@ -198,8 +198,10 @@ class DigestItem(models.Model):
     """A paper in a digest, with why it matched. A paper goes to a subscriber at most once."""
 
     digest = models.ForeignKey(Digest, on_delete=models.CASCADE, related_name="items")
+    # No index of its own: the (subscriber, paper) constraint's index starts with it, and one
+    # index fewer is less work for every item stored (about a tenth of storing them).
     subscriber = models.ForeignKey(
-        "subscriptions.Subscriber", on_delete=models.CASCADE, related_name="+"
+        "subscriptions.Subscriber", on_delete=models.CASCADE, related_name="+", db_index=False
     )
     paper = models.ForeignKey(Paper, on_delete=models.CASCADE, related_name="+")
     rank = models.PositiveSmallIntegerField()
