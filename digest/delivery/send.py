@@ -18,6 +18,7 @@ import smtplib
 import socket
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -231,13 +232,14 @@ class _Accepted:
     size: int  # bytes of the message as sent
 
 
-def _advance_sql() -> str:
+@lru_cache(maxsize=4)
+def _advance_sql(vendor: str) -> str:
     """One UPDATE that records one digest as sent and claims the next: pending -> sending, only
     while its subscriber may still get mail (an unsubscribe that lands while the chunk is being
     prepared wins) and sending is not paused. It returns the ids it changed. The subscriber is
     looked up by its key, not found among all active subscribers (an IN over them all is what
     PostgreSQL may otherwise plan), so a claim costs the same however many subscribers there
-    are."""
+    are. Built once per database vendor (only quoted names vary): it is sent for every digest."""
     q = connection.ops.quote_name
     digest, subscriber = q(Digest._meta.db_table), q(Subscriber._meta.db_table)
     control = q(DeliveryControl._meta.db_table)
@@ -281,7 +283,7 @@ class _Advance:
             *(done, self.claim, Digest.State.PENDING.value),
             *(owner, owner, Subscriber.Status.CONFIRMED.value),
         ]
-        self.pending = statement.start(_advance_sql(), params)
+        self.pending = statement.start(_advance_sql(connection.vendor), params)
 
     def claimed(self) -> bool:
         """Wait for the statement; True when ``upcoming`` was claimed."""
