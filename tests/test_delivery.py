@@ -405,6 +405,34 @@ def test_a_delivered_digest_clears_earlier_hard_failures(listing: None, smtp: Re
     assert received(smtp) == ["ada@example.org"] and person.hard_failures == 0
 
 
+def test_a_paper_already_sent_leaves_its_place_to_the_next_best(
+    listing: None, smtp: Recorder
+) -> None:
+    """A paper that arrives between planning and sending goes into that digest, and is also
+    inside the window of the next one: that one must not pick it again (and lose the place to
+    the unique constraint) but take the next best paper."""
+    subscriber("ada@example.org", interests="federated learning", max_papers=1)
+    (chunk,) = planning.plan(NOON)
+    late = hf_item(  # in the seed's listing, which a first digest covers
+        "2412.00001", "Federated learning", summary="Federated learning.", listed="2026-03-11"
+    )
+    with time_machine.travel(NOON + timedelta(minutes=1)):
+        ingest_bytes(hf_json([late]), "late.json")
+        process_chunk(chunk)
+    ingest_next_day([hf_item("2412.00002", "Federated learning, again", summary="Federated.")])
+    run_all(NOON + timedelta(days=1))
+    sent = {
+        period: list(
+            DigestItem.objects.filter(digest__period=period).values_list("paper__title", flat=True)
+        )
+        for period in Digest.objects.filter(state="sent").values_list("period", flat=True)
+    }
+    assert sent == {
+        "2026-11-29": ["Federated learning"],
+        "2026-11-30": ["Federated learning, again"],
+    }
+
+
 class RefusesOnce(Recorder):
     """Refuses each recipient permanently the first time (550), accepts it afterwards."""
 
