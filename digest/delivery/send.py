@@ -123,11 +123,16 @@ def _had(subscriber_ids: list[int], paper_ids: list[int]) -> list[tuple[int, int
             ).values_list("subscriber_id", "paper_id")
         )
     q = connection.ops.quote_name
+    # Arrays of the columns' own type: psycopg would send small ids as int2[] or int4[], and
+    # PostgreSQL then planned the comparison with the bigint columns far worse (ten times
+    # slower with 200,000 items).
+    subscriber, paper = DigestItem.subscriber.field, DigestItem.paper.field
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT {q('subscriber_id')}, {q('paper_id')} "  # noqa: S608 (names only)
+            f"SELECT {q(subscriber.column)}, {q(paper.column)} "  # noqa: S608 (names only)
             f"FROM {q(DigestItem._meta.db_table)} "
-            f"WHERE {q('subscriber_id')} = ANY(%s) AND {q('paper_id')} = ANY(%s)",
+            f"WHERE {q(subscriber.column)} = ANY(%s::{subscriber.db_type(connection)}[]) "
+            f"AND {q(paper.column)} = ANY(%s::{paper.db_type(connection)}[])",
             [subscriber_ids, paper_ids],
         )
         return [(int(s), int(p)) for s, p in cursor.fetchall()]
