@@ -18,6 +18,7 @@ from django.utils import timezone
 from digest.delivery import plan as planning
 from digest.delivery import send
 from digest.delivery.errors import TransientDeliveryError
+from digest.delivery.message import contents_for
 from digest.delivery.send import process_chunk, store_items
 from digest.ingest.run import IngestOptions, ingest_bytes, ingest_path
 from digest.models import DeliveryControl, Digest, DigestItem
@@ -194,9 +195,10 @@ def test_unsubscribing_while_the_chunk_is_prepared_means_no_mail(
 
     real_prepare = send.prepare
 
-    def prepare_then_unsubscribe(digests: list[Digest]) -> None:
-        real_prepare(digests)
+    def prepare_then_unsubscribe(digests: list[Digest]) -> send.Prepared:
+        prepared = real_prepare(digests)
         Subscriber.objects.filter(pk=leaving.pk).update(status="unsubscribed")
+        return prepared
 
     monkeypatch.setattr(send, "prepare", prepare_then_unsubscribe)
     run_all()
@@ -459,7 +461,7 @@ def test_a_delivery_after_a_refusal_in_the_same_chunk_clears_the_failure(
     settings.EMAIL_TIMEOUT = 5
     person = subscriber("ada@example.org")
     (chunk,) = planning.plan(NOON)
-    send.prepare(list(Digest.objects.select_related("subscriber")))
+    send.prepare(send.load_pending(chunk))
     pause_sending()
     process_chunk(chunk)  # the worker finds sending paused: yesterday's digest waits
     DeliveryControl.objects.filter(pk=1).update(paused=False)
@@ -553,9 +555,7 @@ def test_a_chunk_retried_late_is_not_queued_a_second_time(
     assert received(smtp) == ["ada@example.org"]
 
 
-def test_stored_items_leave_out_papers_the_subscriber_has_and_name_the_digests_that_got_any() -> (
-    None
-):
+def test_stored_items_leave_out_papers_the_subscriber_has_and_name_what_was_stored() -> None:
     old = DigestItemFactory()
     subscriber, had = old.subscriber, old.paper
     late, today = DigestFactory(subscriber=subscriber), DigestFactory(subscriber=subscriber)
@@ -567,7 +567,7 @@ def test_stored_items_leave_out_papers_the_subscriber_has_and_name_the_digests_t
         (today.pk, subscriber.pk, fresh.pk, 1, 0.5, "matched: SSM"),  # the late one has it
         (other.pk, other.subscriber_id, had.pk, 1, 0.25, ""),
     ]
-    assert store_items(rows) == {late.pk, other.pk}
+    assert store_items(rows) == {(late.pk, fresh.pk), (other.pk, had.pk)}
     stored = DigestItem.objects.exclude(pk=old.pk).order_by("digest_id", "rank")
     assert [(i.digest_id, i.paper_id, i.rank, i.score, i.reason) for i in stored] == [
         (late.pk, fresh.pk, 2, 0.5, "matched: <b>SSM</b> " + "x" * 480),
@@ -639,3 +639,22 @@ def test_a_claim_succeeds_exactly_for_the_subscribers_the_planner_counts_active(
     active = Subscriber.objects.filter(planning.active_subscribers(), pk=person.pk).exists()
     assert send._advance(None, digest, timezone.now()) is active
     assert Digest.objects.get(pk=digest.pk).state == ("sending" if active else "pending")
+
+
+def test_the_worker_builds_messages_from_what_it_stored_as_they_read_back(listing: None) -> None:
+    """prepare() hands its stored items and candidate papers to the messages, so the worker
+    does not read them back; the content must be the same as read back from the database,
+    including where the (subscriber, paper) constraint left a paper out of a second digest."""
+    person = subscriber("ada@example.org", interests="large language models, reasoning")
+    subscriber("bob@example.org", interests="")  # the top trending papers
+    subscriber("cy@example.org", interests="diffusion models, -survey")
+    (chunk,) = planning.plan(NOON)
+    late = DigestFactory(subscriber=person, period="2026-11-28")  # a late one, prepared together
+    digests = send.load_pending([*chunk, late.pk])
+    prepared = send.prepare(digests)
+    assert prepared.items and len(prepared.items) == len(digests) - 1  # one left empty by late
+    ready = send.load_pending([*chunk, late.pk])  # the empty one was skipped
+    assert {d.pk for d in ready} == set(prepared.items)
+    from_memory = contents_for(ready, known=prepared.items, papers=prepared.papers)
+    assert from_memory == contents_for(ready)
+    assert all(content.papers for content in from_memory)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from email.utils import format_datetime
@@ -211,25 +211,54 @@ def _entry(paper_id: int, values: tuple[Any, ...]) -> DigestPaper:
     return entry
 
 
-def contents_for(digests: Sequence[Digest]) -> list[DigestContent]:
+def contents_for(
+    digests: Sequence[Digest],
+    *,
+    known: Mapping[int, list[tuple[str, int]]] | None = None,
+    papers: Mapping[int, Paper] | None = None,
+) -> list[DigestContent]:
     """``content_for`` of many digests, with one query for all their items and one for their
     papers: a paper in several of them is read and prepared once. Load the digests with their
-    subscribers."""
-    papers: dict[int, list[DigestPaper]] = {d.pk: [] for d in digests}
-    items = list(
-        DigestItem.objects.filter(digest__in=list(papers))
-        .order_by("digest_id", "rank")
-        .values_list("digest_id", "reason", "paper_id")
-    )
-    shown = {
-        paper_id: _entry(paper_id, tuple(values))
-        for paper_id, *values in Paper.objects.filter(
-            pk__in={paper_id for _, _, paper_id in items}
-        ).values_list("id", *PAPER_FIELDS)
-    }
-    for digest_id, reason, paper_id in items:
-        papers[digest_id].append(dataclasses.replace(shown[paper_id], reason=one_line(reason)))
-    return [_content(d, papers[d.pk]) for d in digests]
+    subscribers. A worker that has just stored the items passes them as ``known`` (digest id ->
+    (reason, paper id), best first) with the ``papers`` they name, and those are not read."""
+    known = known or {}
+    items = {d.pk: list(known.get(d.pk, ())) for d in digests}
+    unknown = [d.pk for d in digests if d.pk not in known]
+    if unknown:
+        for digest_id, reason, paper_id in (
+            DigestItem.objects.filter(digest__in=unknown)
+            .order_by("digest_id", "rank")
+            .values_list("digest_id", "reason", "paper_id")
+        ):
+            items[digest_id].append((reason, paper_id))
+    shown = _entries_of({paper_id for listed in items.values() for _, paper_id in listed}, papers)
+    return [
+        _content(
+            d,
+            [
+                dataclasses.replace(shown[paper_id], reason=one_line(reason))
+                for reason, paper_id in items[d.pk]
+            ],
+        )
+        for d in digests
+    ]
+
+
+def _entries_of(paper_ids: set[int], papers: Mapping[int, Paper] | None) -> dict[int, DigestPaper]:
+    """The entries of these papers, from ``papers`` where they are there with every field
+    shown, read in one query otherwise."""
+    entries: dict[int, DigestPaper] = {}
+    for paper_id in paper_ids:
+        paper = (papers or {}).get(paper_id)
+        if paper is not None and not paper.get_deferred_fields() & set(PAPER_FIELDS):
+            entries[paper_id] = _entry(paper_id, tuple(getattr(paper, f) for f in PAPER_FIELDS))
+    missing = paper_ids - entries.keys()
+    if missing:
+        for paper_id, *values in Paper.objects.filter(pk__in=missing).values_list(
+            "id", *PAPER_FIELDS
+        ):
+            entries[paper_id] = _entry(paper_id, tuple(values))
+    return entries
 
 
 def _content(digest: Digest, papers: list[DigestPaper]) -> DigestContent:

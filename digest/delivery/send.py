@@ -25,13 +25,14 @@ import numpy as np
 from django.conf import settings
 from django.core.mail import get_connection
 from django.db import connection, transaction
-from django.db.models import F, Field, Max, QuerySet, Value
+from django.db.models import Exists, F, Field, Max, OuterRef, QuerySet, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
 from digest.delivery import statement
 from digest.delivery.errors import TransientDeliveryError
 from digest.delivery.message import (
+    PAPER_FIELDS,
     DigestContent,
     DigestTooLarge,
     build_digest_message,
@@ -77,7 +78,8 @@ def _windows(subscriber_ids: list[int], exclude: list[int]) -> dict[int, datetim
 
 def _candidates(windows: dict[int, datetime | None], day: date | None) -> list[Paper]:
     starts = [w for w in windows.values() if w is not None]
-    papers = Paper.objects.only("id", "title", "abstract", "upvotes", "listing_date", "first_seen")
+    # With what the messages show of them (PAPER_FIELDS): the digests are built from these.
+    papers = Paper.objects.only("id", "listing_date", "first_seen", *PAPER_FIELDS)
     found: dict[int, Paper] = {}
     if starts:
         for paper in papers.filter(first_seen__gte=min(starts)).order_by("-first_seen")[
@@ -177,16 +179,30 @@ def choose(digests: list[Digest]) -> Choice:
     return Choice(papers, windows, list(ranked))
 
 
-def prepare(digests: list[Digest]) -> None:
-    """Give each new digest its items (or mark it skipped when nothing matched)."""
-    prepared = set(
-        DigestItem.objects.filter(digest__in=[d.pk for d in digests])
-        .values_list("digest_id", flat=True)
-        .distinct()
+@dataclass(frozen=True)
+class Prepared:
+    """What preparing stored just now, so the messages need not read it back: per digest, its
+    items as stored (reason, paper id), best first; and the candidate papers they name."""
+
+    items: dict[int, list[tuple[str, int]]]
+    papers: dict[int, Paper]
+
+
+def load_pending(ids: list[int]) -> list[Digest]:
+    """The still-pending digests among ``ids``, with their subscribers and whether they already
+    have items (``prepared``: an earlier attempt made them), in the order they are sent."""
+    has_items = Exists(DigestItem.objects.filter(digest=OuterRef("pk")))
+    return list(
+        _pending(ids).select_related("subscriber").annotate(prepared=has_items).order_by("id")
     )
-    fresh = [d for d in digests if d.pk not in prepared]
+
+
+def prepare(digests: list[Digest]) -> Prepared:
+    """Give each digest without items its items (or mark it skipped when nothing matched).
+    ``digests`` come from ``load_pending``."""
+    fresh = [d for d in digests if not d.prepared]  # type: ignore[attr-defined] # annotated
     if not fresh:
-        return
+        return Prepared({}, {})
     choice = choose(fresh)
     papers, found = choice.papers, choice.ranked
     rows = [
@@ -199,10 +215,16 @@ def prepare(digests: list[Digest]) -> None:
         # one subscriber prepared together (a late one and today's) rank the same papers, and
         # the (subscriber, paper) constraint keeps them for the first only.
         stored = store_items(rows)
-        empty = [d.pk for d in fresh if d.pk not in stored]
+        filled = {digest_id for digest_id, _ in stored}
+        empty = [d.pk for d in fresh if d.pk not in filled]
         Digest.objects.filter(pk__in=empty, state=Digest.State.PENDING).update(
             state=Digest.State.SKIPPED, error="no new paper matched"
         )
+    items: dict[int, list[tuple[str, int]]] = {}
+    for digest_id, _, paper_id, _, _, reason in rows:  # best first within each digest
+        if (digest_id, paper_id) in stored:
+            items.setdefault(digest_id, []).append((reason, paper_id))
+    return Prepared(items, {paper.pk: paper for paper in papers})
 
 
 ItemRow = tuple[int, int, int, int, float, str]  # digest, subscriber, paper, rank, score, reason
@@ -210,9 +232,9 @@ ITEM_FIELDS = ("digest_id", "subscriber_id", "paper_id", "rank", "score", "reaso
 ITEM_BATCH = 5000
 
 
-def store_items(rows: list[ItemRow]) -> set[int]:
-    """Insert digest items, leaving out any paper its subscriber already has; the ids of the
-    digests that got at least one. On PostgreSQL one statement per few thousand items over
+def store_items(rows: list[ItemRow]) -> set[tuple[int, int]]:
+    """Insert digest items, leaving out any paper its subscriber already has; the (digest,
+    paper) pairs stored. On PostgreSQL one statement per few thousand items over
     arrays, which also returns what was stored: ``bulk_create`` inserts over arrays there
     too, but making and preparing a model instance per item cost a quarter of a millisecond
     per digest (measured in bench/delivery.py's set-up). Elsewhere ``bulk_create``."""
@@ -224,12 +246,9 @@ def store_items(rows: list[ItemRow]) -> set[int]:
             ignore_conflicts=True,
             batch_size=500,
         )
-        digest_ids = {row[0] for row in rows}
-        return set(
-            DigestItem.objects.filter(digest__in=digest_ids)
-            .values_list("digest_id", flat=True)
-            .distinct()
-        )
+        wanted = {(row[0], row[2]) for row in rows}
+        found = DigestItem.objects.filter(digest__in={row[0] for row in rows}).order_by()
+        return wanted & set(found.values_list("digest_id", "paper_id"))
     q = connection.ops.quote_name
     by_attname = {field.attname: field for field in DigestItem._meta.concrete_fields}
     fields = [by_attname[name] for name in ITEM_FIELDS]
@@ -238,14 +257,14 @@ def store_items(rows: list[ItemRow]) -> set[int]:
     sql = (
         f"INSERT INTO {q(DigestItem._meta.db_table)} ({columns}) "  # noqa: S608 (names only)
         f"SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING "
-        f"RETURNING {q(fields[0].column)}"
+        f"RETURNING {q(fields[0].column)}, {q(fields[2].column)}"
     )
-    stored: set[int] = set()
+    stored: set[tuple[int, int]] = set()
     with connection.cursor() as cursor:
         for start in range(0, len(rows), ITEM_BATCH):
             batch = rows[start : start + ITEM_BATCH]
             cursor.execute(sql, [list(column) for column in zip(*batch, strict=True)])
-            stored.update(row[0] for row in cursor.fetchall())
+            stored.update((int(digest), int(paper)) for digest, paper in cursor.fetchall())
     return stored
 
 
@@ -471,14 +490,15 @@ def process_chunk(digest_ids: list[int]) -> ChunkResult:
     # The lease of a queued chunk counts from its latest start, so a task that waited in the
     # queue or is retrying is not queued a second time by the planner.
     _pending(digest_ids).update(enqueued_at=timezone.now())
-    digests = list(_pending(digest_ids).select_related("subscriber").order_by("id"))
-    prepare(digests)
+    digests = load_pending(digest_ids)
+    prepared = prepare(digests)
     ready_ids = [d.pk for d in digests]
-    ready = list(_pending(ready_ids).select_related("subscriber").order_by("id"))
+    still = set(_pending(ready_ids).values_list("id", flat=True))
+    ready = [d for d in digests if d.pk in still]
     if not ready:
         return ChunkResult(skipped=len(digests))
     _share_subscribers(ready)
-    contents = contents_for(ready)
+    contents = contents_for(ready, known=prepared.items, papers=prepared.papers)
     smtp = get_connection()
     try:
         smtp.open()
