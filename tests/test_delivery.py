@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 import time_machine
-from django.db import DatabaseError, OperationalError, connection
+from django.db import DatabaseError, IntegrityError, OperationalError, connection
+from django.db.models import Count
 from django.utils import timezone
 
 from digest.delivery import plan as planning
@@ -21,7 +22,7 @@ from digest.delivery.errors import TransientDeliveryError
 from digest.delivery.message import contents_for
 from digest.delivery.send import process_chunk, store_items
 from digest.ingest.run import IngestOptions, ingest_bytes, ingest_path
-from digest.models import DeliveryControl, Digest, DigestItem
+from digest.models import DeliveryControl, Digest, DigestItem, Paper
 from subscriptions.models import Subscriber
 from tests.browser import Recorder, free_port, serving_smtp
 from tests.conftest import SEED, hf_item, hf_json
@@ -193,14 +194,14 @@ def test_unsubscribing_while_the_chunk_is_prepared_means_no_mail(
     subscriber("staying@example.org")
     from digest.delivery import send
 
-    real_prepare = send.prepare
+    real_result = send.Storing.result
 
-    def prepare_then_unsubscribe(digests: list[Digest]) -> send.Prepared:
-        prepared = real_prepare(digests)
+    def stored_then_unsubscribe(storing: send.Storing) -> send.Prepared:
+        prepared = real_result(storing)
         Subscriber.objects.filter(pk=leaving.pk).update(status="unsubscribed")
         return prepared
 
-    monkeypatch.setattr(send, "prepare", prepare_then_unsubscribe)
+    monkeypatch.setattr(send.Storing, "result", stored_then_unsubscribe)
     run_all()
     assert received(smtp) == ["staying@example.org"]
     assert Digest.objects.get(subscriber=leaving).state == "skipped"
@@ -461,7 +462,7 @@ def test_a_delivery_after_a_refusal_in_the_same_chunk_clears_the_failure(
     settings.EMAIL_TIMEOUT = 5
     person = subscriber("ada@example.org")
     (chunk,) = planning.plan(NOON)
-    send.prepare(send.load_pending(chunk))
+    send.prepare(send.load_pending(chunk)).result()
     pause_sending()
     process_chunk(chunk)  # the worker finds sending paused: yesterday's digest waits
     DeliveryControl.objects.filter(pk=1).update(paused=False)
@@ -641,6 +642,8 @@ def test_a_claim_succeeds_exactly_for_the_subscribers_the_planner_counts_active(
     assert Digest.objects.get(pk=digest.pk).state == ("sending" if active else "pending")
 
 
+# Autocommit: on PostgreSQL the items are stored while the worker goes on.
+@pytest.mark.django_db(transaction=True)
 def test_the_worker_builds_messages_from_what_it_stored_as_they_read_back(listing: None) -> None:
     """prepare() hands its stored items and candidate papers to the messages, so the worker
     does not read them back; the content must be the same as read back from the database,
@@ -651,10 +654,62 @@ def test_the_worker_builds_messages_from_what_it_stored_as_they_read_back(listin
     (chunk,) = planning.plan(NOON)
     late = DigestFactory(subscriber=person, period="2026-11-28")  # a late one, prepared together
     digests = send.load_pending([*chunk, late.pk])
-    prepared = send.prepare(digests)
+    prepared = send.prepare(digests).result()
     assert prepared.items and len(prepared.items) == len(digests) - 1  # one left empty by late
     ready = send.load_pending([*chunk, late.pk])  # the empty one was skipped
     assert {d.pk for d in ready} == set(prepared.items)
     from_memory = contents_for(ready, known=prepared.items, papers=prepared.papers)
     assert from_memory == contents_for(ready)
     assert all(content.papers for content in from_memory)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failure_while_the_items_are_stored_loses_nothing(
+    listing: None, smtp: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker fails while the server stores a chunk's items: the items are kept, the
+    connection takes the next query, and the retry sends what they hold (read back)."""
+    chunk = one_chunk(2)
+
+    def broken(digest: Digest) -> Any:
+        raise RuntimeError("a bug in making the links")
+
+    monkeypatch.setattr(send, "frame_for", broken)
+    with pytest.raises(RuntimeError):
+        process_chunk(chunk)
+    stored = dict(DigestItem.objects.values_list("digest_id").annotate(n=Count("id")))
+    assert set(stored) == set(chunk) and not smtp.messages
+    monkeypatch.undo()
+    process_chunk(chunk)
+    assert received(smtp) == ["user0@example.org", "user1@example.org"]
+    for message in smtp.messages:
+        digest_id = int(str(message["Message-ID"]).split("-")[1].split(".")[0])
+        assert str(message["Subject"]).strip().startswith(f"{stored[digest_id]} new papers")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_items_the_database_refuses_leave_the_digests_pending_for_the_retry(
+    listing: None, smtp: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A paper deleted (retention, an operator) between matching and storing: the insert fails
+    on its foreign key, the error is raised, nothing of the chunk is half-stored or skipped,
+    and the retry matches again without that paper."""
+    chunk = one_chunk(2)
+    real_choose = send.choose
+    gone: list[int] = []
+
+    def choose_then_delete_a_paper(digests: list[Digest]) -> send.Choice:
+        choice = real_choose(digests)
+        gone.append(choice.papers[choice.ranked[0][0].paper].pk)
+        Paper.objects.filter(pk=gone[0]).delete()
+        return choice
+
+    monkeypatch.setattr(send, "choose", choose_then_delete_a_paper)
+    with pytest.raises(IntegrityError):
+        process_chunk(chunk)
+    assert not DigestItem.objects.exists()
+    assert set(Digest.objects.values_list("state", flat=True)) == {"pending"}
+    monkeypatch.undo()
+    process_chunk(chunk)
+    assert received(smtp) == ["user0@example.org", "user1@example.org"]
+    assert not DigestItem.objects.filter(paper_id=gone[0]).exists()

@@ -78,13 +78,48 @@ def test_execute_wrappers_and_the_query_log_see_the_statement() -> None:
         statement.start("SELECT 1", [])
 
 
-@pytest.mark.parametrize("param", [True, 1.5, b"bytes", datetime(2026, 11, 29)])
+def test_arrays_reach_the_server_element_by_element() -> None:
+    """Lists go as PostgreSQL arrays (the SQL casts them): every string arrives as it was,
+    whatever quotes, separators or words it holds."""
+    texts = ['a "quoted" word', "back\\slash", "comma, {brace}", "NULL", "", " padded ", "é ✓"]
+    sql = (
+        "SELECT 1 WHERE %s::bigint[] = ARRAY[1, -2, 9007199254740993]::bigint[] "
+        "AND %s::double precision[] = ARRAY[0.1, 2, -1e-300]::double precision[] "
+        "AND %s::text[] = %s::text[] AND %s::double precision = 0.25"
+    )
+    ints, floats = [1, -2, 9007199254740993], [0.1, 2, -1e-300]
+    if not ON_POSTGRES:  # PostgreSQL's form, which the server parses on the other runs
+        assert statement._array(ints) == b"{1,-2,9007199254740993}"
+        assert statement._array(floats) == b"{0.1,2,-1e-300}"
+        assert statement._array(['say "hi"', "a\\b", "x,{y}", "NULL"]) == (
+            b'{"say \\"hi\\"","a\\\\b","x,{y}","NULL"}'
+        )
+        return
+    with connection.cursor() as cursor:  # psycopg's own adaptation, for comparison
+        cursor.execute("SELECT %s::text[]", [texts])
+        assert cursor.fetchone() == (texts,)
+    assert statement.start(sql, [ints, floats, texts, texts, 0.25]).first_column() == [1]
+    assert statement.start(sql, [ints, floats, texts, texts[::-1], 0.25]).first_column() == []
+
+
+def test_rows_of_several_integer_columns_are_read() -> None:
+    sql = "SELECT 1, 2 UNION ALL SELECT 3, 4 ORDER BY 1"
+    assert statement.start(sql, []).rows() == [(1, 2), (3, 4)]
+
+
+@pytest.mark.parametrize("param", [True, b"bytes", datetime(2026, 11, 29)])
 def test_parameters_it_cannot_send_as_they_are_are_refused(param: Any) -> None:
     if not ON_POSTGRES:  # Django adapts them itself there
         assert statement.start("SELECT 1 WHERE %s IS NOT NULL", [param]).first_column() == [1]
         return
     with pytest.raises((TypeError, ValueError)):
         statement.start("SELECT 1 WHERE %s IS NOT NULL", [param])
+
+
+@pytest.mark.parametrize("values", [[1, "mixed"], [[1], [2]], [True], [b"bytes"]])
+def test_arrays_of_anything_but_numbers_or_strings_are_refused(values: list[Any]) -> None:
+    with pytest.raises(TypeError):
+        statement._value(values)
 
 
 def test_inside_atomic_the_statement_is_part_of_the_transaction() -> None:

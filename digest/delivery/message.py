@@ -216,11 +216,13 @@ def contents_for(
     *,
     known: Mapping[int, list[tuple[str, int]]] | None = None,
     papers: Mapping[int, Paper] | None = None,
+    frames: Mapping[int, DigestContent] | None = None,
 ) -> list[DigestContent]:
     """``content_for`` of many digests, with one query for all their items and one for their
     papers: a paper in several of them is read and prepared once. Load the digests with their
     subscribers. A worker that has just stored the items passes them as ``known`` (digest id ->
-    (reason, paper id), best first) with the ``papers`` they name, and those are not read."""
+    (reason, paper id), best first) with the ``papers`` they name, and those are not read; and
+    the ``frames`` (``frame_for``) it made of the digests meanwhile."""
     known = known or {}
     items = {d.pk: list(known.get(d.pk, ())) for d in digests}
     unknown = [d.pk for d in digests if d.pk not in known]
@@ -232,10 +234,11 @@ def contents_for(
         ):
             items[digest_id].append((reason, paper_id))
     shown = _entries_of({paper_id for listed in items.values() for _, paper_id in listed}, papers)
+    frames = frames or {}
     return [
-        _content(
-            d,
-            [
+        dataclasses.replace(
+            frames.get(d.pk) or frame_for(d),
+            papers=[
                 dataclasses.replace(shown[paper_id], reason=one_line(reason))
                 for reason, paper_id in items[d.pk]
             ],
@@ -261,14 +264,16 @@ def _entries_of(paper_ids: set[int], papers: Mapping[int, Paper] | None) -> dict
     return entries
 
 
-def _content(digest: Digest, papers: list[DigestPaper]) -> DigestContent:
+def frame_for(digest: Digest) -> DigestContent:
+    """A digest's content without its papers: addresses, signed links, topics. It needs no
+    query once the digest is loaded with its subscriber."""
     subscriber = digest.subscriber
     topics, interests = topic_labels(subscriber.interests)
     return DigestContent(
         digest_id=digest.pk,
         to=subscriber.email,
         period_label=period_label(digest.period),
-        papers=papers,
+        papers=[],
         topics=topics,
         manage_url=services.manage_url(subscriber),
         unsubscribe_url=services.unsubscribe_url(subscriber),

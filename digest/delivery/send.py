@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.core.mail import get_connection
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Exists, F, Field, Max, OuterRef, QuerySet, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
@@ -37,6 +37,7 @@ from digest.delivery.message import (
     DigestTooLarge,
     build_digest_message,
     contents_for,
+    frame_for,
 )
 from digest.delivery.plan import active_subscribers, sending_paused
 from digest.emails import DkimEmailMultiAlternatives
@@ -188,6 +189,36 @@ class Prepared:
     papers: dict[int, Paper]
 
 
+class Storing:
+    """The items of a chunk on their way into the database; ``result()`` waits for them. On
+    PostgreSQL the server stores them (and checks their foreign keys) while the worker does
+    what does not need the database: run no query before ``result()``."""
+
+    def __init__(self, fresh: list[Digest], rows: list[ItemRow], papers: list[Paper]) -> None:
+        self.fresh, self.rows, self.papers = fresh, rows, papers
+        self.pending = start_storing(rows)
+
+    def result(self) -> Prepared:
+        """Wait for the items, then mark the digests that got none skipped. The insert commits
+        on its own: a crash before the mark leaves those digests pending without items, and
+        the next attempt prepares them again."""
+        stored = set(self.pending.rows())
+        # Empty is decided by what was stored, not by what was ranked: two pending digests of
+        # one subscriber prepared together (a late one and today's) rank the same papers, and
+        # the (subscriber, paper) constraint keeps them for the first only.
+        filled = {digest_id for digest_id, _ in stored}
+        empty = [d.pk for d in self.fresh if d.pk not in filled]
+        if empty:
+            Digest.objects.filter(pk__in=empty, state=Digest.State.PENDING).update(
+                state=Digest.State.SKIPPED, error="no new paper matched"
+            )
+        items: dict[int, list[tuple[str, int]]] = {}
+        for digest_id, _, paper_id, _, _, reason in self.rows:  # best first within a digest
+            if (digest_id, paper_id) in stored:
+                items.setdefault(digest_id, []).append((reason, paper_id))
+        return Prepared(items, {paper.pk: paper for paper in self.papers})
+
+
 def load_pending(ids: list[int]) -> list[Digest]:
     """The still-pending digests among ``ids``, with their subscribers and whether they already
     have items (``prepared``: an earlier attempt made them), in the order they are sent."""
@@ -197,12 +228,13 @@ def load_pending(ids: list[int]) -> list[Digest]:
     )
 
 
-def prepare(digests: list[Digest]) -> Prepared:
-    """Give each digest without items its items (or mark it skipped when nothing matched).
-    ``digests`` come from ``load_pending``."""
+def prepare(digests: list[Digest]) -> Storing:
+    """Start giving each digest without items its items (or marking it skipped when nothing
+    matched); ``result()`` of what it returns finishes. ``digests`` come from
+    ``load_pending``."""
     fresh = [d for d in digests if not d.prepared]  # type: ignore[attr-defined] # annotated
     if not fresh:
-        return Prepared({}, {})
+        return Storing([], [], [])
     choice = choose(fresh)
     papers, found = choice.papers, choice.ranked
     rows = [
@@ -210,36 +242,22 @@ def prepare(digests: list[Digest]) -> Prepared:
         for d, ranked in zip(fresh, found, strict=True)
         for rank, r in enumerate(ranked, start=1)
     ]
-    with transaction.atomic():
-        # Empty is decided by what was stored, not by what was ranked: two pending digests of
-        # one subscriber prepared together (a late one and today's) rank the same papers, and
-        # the (subscriber, paper) constraint keeps them for the first only.
-        stored = store_items(rows)
-        filled = {digest_id for digest_id, _ in stored}
-        empty = [d.pk for d in fresh if d.pk not in filled]
-        Digest.objects.filter(pk__in=empty, state=Digest.State.PENDING).update(
-            state=Digest.State.SKIPPED, error="no new paper matched"
-        )
-    items: dict[int, list[tuple[str, int]]] = {}
-    for digest_id, _, paper_id, _, _, reason in rows:  # best first within each digest
-        if (digest_id, paper_id) in stored:
-            items.setdefault(digest_id, []).append((reason, paper_id))
-    return Prepared(items, {paper.pk: paper for paper in papers})
+    return Storing(fresh, rows, papers)
 
 
 ItemRow = tuple[int, int, int, int, float, str]  # digest, subscriber, paper, rank, score, reason
 ITEM_FIELDS = ("digest_id", "subscriber_id", "paper_id", "rank", "score", "reason")
-ITEM_BATCH = 5000
 
 
-def store_items(rows: list[ItemRow]) -> set[tuple[int, int]]:
-    """Insert digest items, leaving out any paper its subscriber already has; the (digest,
-    paper) pairs stored. On PostgreSQL one statement per few thousand items over
-    arrays, which also returns what was stored: ``bulk_create`` inserts over arrays there
-    too, but making and preparing a model instance per item cost a quarter of a millisecond
-    per digest (measured in bench/delivery.py's set-up). Elsewhere ``bulk_create``."""
+def start_storing(rows: list[ItemRow]) -> statement.Pending:
+    """Start inserting digest items, leaving out any paper its subscriber already has; what
+    it returns are the (digest, paper) pairs stored. On PostgreSQL one statement over arrays,
+    which the server runs while the worker goes on (see ``statement``): ``bulk_create``
+    inserts over arrays there too, but making and preparing a model instance per item cost a
+    quarter of a millisecond per digest (measured in bench/delivery.py's set-up). Elsewhere
+    ``bulk_create``, at once."""
     if not rows:
-        return set()
+        return statement.Pending(rows=[])
     if connection.vendor != "postgresql":
         DigestItem.objects.bulk_create(
             [DigestItem(**dict(zip(ITEM_FIELDS, row, strict=True))) for row in rows],
@@ -248,24 +266,31 @@ def store_items(rows: list[ItemRow]) -> set[tuple[int, int]]:
         )
         wanted = {(row[0], row[2]) for row in rows}
         found = DigestItem.objects.filter(digest__in={row[0] for row in rows}).order_by()
-        return wanted & set(found.values_list("digest_id", "paper_id"))
+        return statement.Pending(
+            rows=sorted(wanted & set(found.values_list("digest_id", "paper_id")))
+        )
+    return statement.start(
+        _insert_items_sql(), [list(column) for column in zip(*rows, strict=True)]
+    )
+
+
+@lru_cache(maxsize=1)
+def _insert_items_sql() -> str:
     q = connection.ops.quote_name
     by_attname = {field.attname: field for field in DigestItem._meta.concrete_fields}
     fields = [by_attname[name] for name in ITEM_FIELDS]
     columns = ", ".join(q(field.column) for field in fields)
     arrays = ", ".join(_array_parameter(field) for field in fields)
-    sql = (
+    return (
         f"INSERT INTO {q(DigestItem._meta.db_table)} ({columns}) "  # noqa: S608 (names only)
         f"SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING "
         f"RETURNING {q(fields[0].column)}, {q(fields[2].column)}"
     )
-    stored: set[tuple[int, int]] = set()
-    with connection.cursor() as cursor:
-        for start in range(0, len(rows), ITEM_BATCH):
-            batch = rows[start : start + ITEM_BATCH]
-            cursor.execute(sql, [list(column) for column in zip(*batch, strict=True)])
-            stored.update((int(digest), int(paper)) for digest, paper in cursor.fetchall())
-    return stored
+
+
+def store_items(rows: list[ItemRow]) -> set[tuple[int, int]]:
+    """``start_storing`` and wait: the (digest, paper) pairs stored."""
+    return {(digest, paper) for digest, paper in start_storing(rows).rows()}
 
 
 # --- sending ---------------------------------------------------------------------------------
@@ -491,14 +516,19 @@ def process_chunk(digest_ids: list[int]) -> ChunkResult:
     # queue or is retrying is not queued a second time by the planner.
     _pending(digest_ids).update(enqueued_at=timezone.now())
     digests = load_pending(digest_ids)
-    prepared = prepare(digests)
+    storing = prepare(digests)
+    try:
+        # What the messages show besides their papers, while the items are being stored.
+        frames = {d.pk: frame_for(d) for d in digests}
+    finally:
+        prepared = storing.result()
     ready_ids = [d.pk for d in digests]
     still = set(_pending(ready_ids).values_list("id", flat=True))
     ready = [d for d in digests if d.pk in still]
     if not ready:
         return ChunkResult(skipped=len(digests))
     _share_subscribers(ready)
-    contents = contents_for(ready, known=prepared.items, papers=prepared.papers)
+    contents = contents_for(ready, known=prepared.items, papers=prepared.papers, frames=frames)
     smtp = get_connection()
     try:
         smtp.open()

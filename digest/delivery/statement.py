@@ -22,8 +22,9 @@ from django.db import DatabaseError, connection
 from psycopg import errors as pg_errors
 from psycopg import pq
 
-# libpq parameter types by Python type (text format); None is left for the server to infer.
-_OIDS = {int: 20, str: 25, datetime: 1184}  # int8, text, timestamptz
+# libpq parameter types by Python type (text format); None is left for the server to infer, and
+# so are arrays: the SQL casts them (``%s::bigint[]``).
+_OIDS = {int: 20, float: 701, str: 25, datetime: 1184, list: 0}  # int8, float8, text, timestamptz
 _PLACEHOLDER = re.compile(r"%s")
 
 
@@ -43,24 +44,54 @@ def _value(param: Any) -> bytes | None:
         return param.isoformat().encode()
     if isinstance(param, bool) or type(param) not in _OIDS:
         raise TypeError(f"unsupported parameter type {type(param).__name__}")
-    return str(param).encode()
+    if type(param) is list:
+        return _array(param)
+    return repr(param).encode() if type(param) is float else str(param).encode()
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _array(values: list[Any]) -> bytes:
+    """A one-dimensional array in PostgreSQL's text input form: ``{1,2}``, ``{"a","b \\"c\\""}``
+    (every string quoted, so commas, braces, spaces and the word NULL stay text). Elements are
+    all int, all int or float, or all str."""
+    kinds = set(map(type, values))
+    if kinds <= {int}:
+        body = ",".join(map(str, values))
+    elif kinds <= {int, float}:
+        body = ",".join(map(repr, values))
+    elif kinds <= {str}:
+        body = ",".join(map(_quoted, values))
+    else:
+        names = ", ".join(sorted(kind.__name__ for kind in kinds))
+        raise TypeError(f"unsupported array elements: {names}")
+    return f"{{{body}}}".encode()
 
 
 def _oid(param: Any) -> int:
     return 0 if param is None else _OIDS[datetime if isinstance(param, datetime) else type(param)]
 
 
-class Pending:
-    """A statement sent and not yet read. ``first_column()`` waits for it (once)."""
+Row = tuple[int, ...]
 
-    def __init__(self, rows: list[int] | None = None, pgconn: Any = None, sql: str = "") -> None:
+
+class Pending:
+    """A statement sent and not yet read. ``rows()`` waits for it (once)."""
+
+    def __init__(self, rows: list[Row] | None = None, pgconn: Any = None, sql: str = "") -> None:
         self._rows = rows
         self._pgconn = pgconn
         self._sql = sql
         self._started = time.monotonic()
 
     def first_column(self) -> list[int]:
-        """The integer first column of the rows the statement returned."""
+        """The first column of the rows the statement returned."""
+        return [row[0] for row in self.rows()]
+
+    def rows(self) -> list[Row]:
+        """The rows the statement returned (integer columns only)."""
         if self._rows is None:
             pgconn, self._pgconn = self._pgconn, None
             if pgconn is None:
@@ -82,16 +113,17 @@ class Pending:
 
 
 def start(sql: str, params: Sequence[Any]) -> Pending:
-    """Send ``sql`` (Django placeholders; int, str, aware datetime or None parameters, and an
-    integer first column in what it returns); read its rows with ``first_column()``. Until
-    then the connection is busy: run no other query in between. Django's execute wrappers see
-    the statement being sent, as they see any query."""
+    """Send ``sql`` (Django placeholders; int, float, str, aware datetime, None or list
+    parameters, a list cast to its array type in the SQL; integer columns in what it returns);
+    read its rows with ``rows()`` or ``first_column()``. Until then the connection is busy: run
+    no other query in between. Django's execute wrappers see the statement being sent, as they
+    see any query."""
     if connection.vendor != "postgresql" or connection.in_atomic_block:
         # Inside atomic(), psycopg sends its BEGIN lazily with the first query; a statement
         # sent around psycopg could miss it and commit on its own. It runs at once there.
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            return Pending(rows=[int(row[0]) for row in cursor.fetchall()])
+            return Pending(rows=[tuple(map(int, row)) for row in cursor.fetchall()])
 
     def send(sql: str, params: Sequence[Any], many: bool, context: dict[str, Any]) -> Pending:
         connection.ensure_connection()
@@ -114,7 +146,7 @@ def start(sql: str, params: Sequence[Any]) -> Pending:
     return cast(Pending, execute(sql, params, False, {"connection": connection, "cursor": None}))
 
 
-def _read(pgconn: Any) -> list[int]:
+def _read(pgconn: Any) -> list[Row]:
     """Every result of the statement sent (libpq needs them all read), then its rows."""
     results = []
     with selectors.DefaultSelector() as selector:
@@ -127,9 +159,13 @@ def _read(pgconn: Any) -> list[int]:
             if result is None:
                 break
             results.append(result)
-    rows: list[int] = []
+    rows: list[Row] = []
     for result in results:
         if result.status not in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
             raise pg_errors.error_from_result(result, encoding="utf-8")
-        rows.extend(int(result.get_value(row, 0)) for row in range(result.ntuples))
+        columns = range(result.nfields)
+        rows.extend(
+            tuple(int(result.get_value(row, column)) for column in columns)
+            for row in range(result.ntuples)
+        )
     return rows
