@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from django.db import DatabaseError, connection
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from psycopg import errors as pg_errors
 from psycopg import pq
 
@@ -80,10 +80,13 @@ Row = tuple[int, ...]
 class Pending:
     """A statement sent and not yet read. ``rows()`` waits for it (once)."""
 
-    def __init__(self, rows: list[Row] | None = None, pgconn: Any = None, sql: str = "") -> None:
+    def __init__(
+        self, rows: list[Row] | None = None, pgconn: Any = None, sql: str = "", db: Any = None
+    ) -> None:
         self._rows = rows
         self._pgconn = pgconn
         self._sql = sql
+        self._db = db
         self._started = time.monotonic()
 
     def first_column(self) -> list[int]:
@@ -96,19 +99,20 @@ class Pending:
             pgconn, self._pgconn = self._pgconn, None
             if pgconn is None:
                 raise RuntimeError("the result of this statement was already read")
+            db = self._db
             try:
-                with connection.wrap_database_errors:
+                with db.wrap_database_errors:
                     self._rows = _read(pgconn)
             except DatabaseError:
                 raise  # every result was read: the connection takes the next query
             except BaseException:
                 # Interrupted (a task time limit, say) with results unread, the connection
                 # cannot take another query; closing it lets Django open a fresh one.
-                connection.close()
+                db.close()
                 raise
-            if connection.queries_logged:  # DEBUG, or a test counting queries: one like any other
+            if db.queries_logged:  # DEBUG, or a test counting queries: one like any other
                 elapsed = time.monotonic() - self._started
-                connection.queries_log.append({"sql": self._sql, "time": f"{elapsed:.3f}"})
+                db.queries_log.append({"sql": self._sql, "time": f"{elapsed:.3f}"})
         return self._rows
 
 
@@ -118,47 +122,53 @@ def start(sql: str, params: Sequence[Any]) -> Pending:
     read its rows with ``rows()`` or ``first_column()``. Until then the connection is busy: run
     no other query in between. Django's execute wrappers see the statement being sent, as they
     see any query."""
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
+    # The connection itself, not Django's proxy to it: each attribute of the proxy is a
+    # context-local lookup, and this runs for every digest.
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor != "postgresql" or db.in_atomic_block:
         # Inside atomic(), psycopg sends its BEGIN lazily with the first query; a statement
         # sent around psycopg could miss it and commit on its own. It runs at once there.
-        with connection.cursor() as cursor:
+        with db.cursor() as cursor:
             cursor.execute(sql, params)
             return Pending(rows=[tuple(map(int, row)) for row in cursor.fetchall()])
 
     def send(sql: str, params: Sequence[Any], many: bool, context: dict[str, Any]) -> Pending:
-        connection.ensure_connection()
-        pgconn = connection.connection.pgconn
-        with connection.wrap_database_errors:
+        db.ensure_connection()
+        pgconn = db.connection.pgconn
+        with db.wrap_database_errors:
             pgconn.send_query_params(
                 numbered(sql).encode(),
                 [_value(param) for param in params],
                 [_oid(param) for param in params],
             )
-            with selectors.DefaultSelector() as selector:
-                selector.register(pgconn.socket, selectors.EVENT_WRITE)
-                while pgconn.flush():  # 1: part of the query is still to be written
-                    selector.select()
-        return Pending(pgconn=pgconn, sql=sql)
+            if pgconn.flush():  # 1: part of the query is still to be written
+                with selectors.DefaultSelector() as selector:
+                    selector.register(pgconn.socket, selectors.EVENT_WRITE)
+                    while pgconn.flush():
+                        selector.select()
+        return Pending(pgconn=pgconn, sql=sql, db=db)
 
     execute: Any = send
-    for wrapper in reversed(connection.execute_wrappers):
+    for wrapper in reversed(db.execute_wrappers):
         execute = functools.partial(wrapper, execute)
-    return cast(Pending, execute(sql, params, False, {"connection": connection, "cursor": None}))
+    return cast(Pending, execute(sql, params, False, {"connection": db, "cursor": None}))
 
 
 def _read(pgconn: Any) -> list[Row]:
     """Every result of the statement sent (libpq needs them all read), then its rows."""
     results = []
-    with selectors.DefaultSelector() as selector:
-        selector.register(pgconn.socket, selectors.EVENT_READ)
-        while True:
-            while pgconn.is_busy():
-                selector.select()
-                pgconn.consume_input()
-            result = pgconn.get_result()
-            if result is None:
-                break
-            results.append(result)
+    pgconn.consume_input()  # usually all there by now: no need to wait on the socket
+    while True:
+        if pgconn.is_busy():
+            with selectors.DefaultSelector() as selector:
+                selector.register(pgconn.socket, selectors.EVENT_READ)
+                while pgconn.is_busy():
+                    selector.select()
+                    pgconn.consume_input()
+        result = pgconn.get_result()
+        if result is None:
+            break
+        results.append(result)
     rows: list[Row] = []
     for result in results:
         if result.status not in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
