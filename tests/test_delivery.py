@@ -16,6 +16,7 @@ from django.db import DatabaseError, IntegrityError, OperationalError, connectio
 from django.db.models import Count
 from django.utils import timezone
 
+from digest.delivery import message as digest_message
 from digest.delivery import plan as planning
 from digest.delivery import send
 from digest.delivery.errors import TransientDeliveryError
@@ -674,7 +675,7 @@ def test_a_failure_while_the_items_are_stored_loses_nothing(
     def broken(digest: Digest) -> Any:
         raise RuntimeError("a bug in making the links")
 
-    monkeypatch.setattr(send, "frame_for", broken)
+    monkeypatch.setattr(digest_message, "frame_for", broken)
     with pytest.raises(RuntimeError):
         process_chunk(chunk)
     stored = dict(DigestItem.objects.values_list("digest_id").annotate(n=Count("id")))
@@ -713,3 +714,34 @@ def test_items_the_database_refuses_leave_the_digests_pending_for_the_retry(
     process_chunk(chunk)
     assert received(smtp) == ["user0@example.org", "user1@example.org"]
     assert not DigestItem.objects.filter(paper_id=gone[0]).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_paper_the_database_left_out_is_not_in_the_mail(
+    listing: None, smtp: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between matching and storing, another digest of the subscriber took the best paper:
+    the (subscriber, paper) constraint leaves it out, and the mail shows what was stored, not
+    what was ranked."""
+    chunk = one_chunk(1)
+    real_choose = send.choose
+    taken: list[str] = []
+
+    def choose_then_lose_the_best(digests: list[Digest]) -> send.Choice:
+        choice = real_choose(digests)
+        best = choice.papers[choice.ranked[0][0].paper]
+        other = DigestFactory(subscriber=digests[0].subscriber, period="2026-11-01", state="sent")
+        DigestItemFactory(digest=other, subscriber=other.subscriber, paper=best)
+        taken.append(best.title)
+        return choice
+
+    monkeypatch.setattr(send, "choose", choose_then_lose_the_best)
+    (result,) = [process_chunk(chunk)]
+    assert result.sent == 1
+    digest = Digest.objects.get(pk=chunk[0])
+    kept = list(DigestItem.objects.filter(digest=digest).values_list("paper__title", flat=True))
+    assert kept and taken[0] not in kept
+    (mail,) = smtp.messages
+    text = mail.get_payload()[0].get_payload(decode=True).decode()
+    assert taken[0] not in text and all(title in text for title in kept)
+    assert str(mail["Subject"]).strip().startswith(f"{len(kept)} new paper")

@@ -216,13 +216,11 @@ def contents_for(
     *,
     known: Mapping[int, list[tuple[str, int]]] | None = None,
     papers: Mapping[int, Paper] | None = None,
-    frames: Mapping[int, DigestContent] | None = None,
 ) -> list[DigestContent]:
     """``content_for`` of many digests, with one query for all their items and one for their
     papers: a paper in several of them is read and prepared once. Load the digests with their
     subscribers. A worker that has just stored the items passes them as ``known`` (digest id ->
-    (reason, paper id), best first) with the ``papers`` they name, and those are not read; and
-    the ``frames`` (``frame_for``) it made of the digests meanwhile."""
+    (reason, paper id), best first) with the ``papers`` they name, and those are not read."""
     known = known or {}
     items = {d.pk: list(known.get(d.pk, ())) for d in digests}
     unknown = [d.pk for d in digests if d.pk not in known]
@@ -234,10 +232,9 @@ def contents_for(
         ):
             items[digest_id].append((reason, paper_id))
     shown = _entries_of({paper_id for listed in items.values() for _, paper_id in listed}, papers)
-    frames = frames or {}
     return [
         dataclasses.replace(
-            frames.get(d.pk) or frame_for(d),
+            frame_for(d),
             papers=[
                 dataclasses.replace(shown[paper_id], reason=one_line(reason))
                 for reason, paper_id in items[d.pk]

@@ -37,7 +37,6 @@ from digest.delivery.message import (
     DigestTooLarge,
     build_digest_message,
     contents_for,
-    frame_for,
 )
 from digest.delivery.plan import active_subscribers, sending_paused
 from digest.emails import DkimEmailMultiAlternatives
@@ -183,40 +182,48 @@ def choose(digests: list[Digest]) -> Choice:
 @dataclass(frozen=True)
 class Prepared:
     """What preparing stored just now, so the messages need not read it back: per digest, its
-    items as stored (reason, paper id), best first; and the candidate papers they name."""
+    items as stored (reason, paper id), best first; the candidate papers they name; and the
+    digests whose every ranked item was stored (nearly all: see ``Storing.result``)."""
 
     items: dict[int, list[tuple[str, int]]]
     papers: dict[int, Paper]
+    as_ranked: set[int]
 
 
 class Storing:
     """The items of a chunk on their way into the database; ``result()`` waits for them. On
     PostgreSQL the server stores them (and checks their foreign keys) while the worker does
-    what does not need the database: run no query before ``result()``."""
+    what does not need the database: run no query before ``result()``. ``ranked`` holds the
+    items of every fresh digest as ranked (reason, paper id), which is what gets stored unless
+    the database leaves some out."""
 
     def __init__(self, fresh: list[Digest], rows: list[ItemRow], papers: list[Paper]) -> None:
-        self.fresh, self.rows, self.papers = fresh, rows, papers
+        self.fresh, self.rows = fresh, rows
         self.pending = start_storing(rows)
+        self.papers = {paper.pk: paper for paper in papers}
+        self.ranked: dict[int, list[tuple[str, int]]] = {d.pk: [] for d in fresh}
+        for digest_id, _, paper_id, _, _, reason in rows:  # best first within a digest
+            self.ranked[digest_id].append((reason, paper_id))
 
     def result(self) -> Prepared:
         """Wait for the items, then mark the digests that got none skipped. The insert commits
         on its own: a crash before the mark leaves those digests pending without items, and
         the next attempt prepares them again."""
         stored = set(self.pending.rows())
+        items: dict[int, list[tuple[str, int]]] = {}
+        for digest_id, _, paper_id, _, _, reason in self.rows:
+            if (digest_id, paper_id) in stored:
+                items.setdefault(digest_id, []).append((reason, paper_id))
         # Empty is decided by what was stored, not by what was ranked: two pending digests of
         # one subscriber prepared together (a late one and today's) rank the same papers, and
         # the (subscriber, paper) constraint keeps them for the first only.
-        filled = {digest_id for digest_id, _ in stored}
-        empty = [d.pk for d in self.fresh if d.pk not in filled]
+        empty = [d.pk for d in self.fresh if d.pk not in items]
         if empty:
             Digest.objects.filter(pk__in=empty, state=Digest.State.PENDING).update(
                 state=Digest.State.SKIPPED, error="no new paper matched"
             )
-        items: dict[int, list[tuple[str, int]]] = {}
-        for digest_id, _, paper_id, _, _, reason in self.rows:  # best first within a digest
-            if (digest_id, paper_id) in stored:
-                items.setdefault(digest_id, []).append((reason, paper_id))
-        return Prepared(items, {paper.pk: paper for paper in self.papers})
+        as_ranked = {pk for pk, listed in items.items() if listed == self.ranked[pk]}
+        return Prepared(items, self.papers, as_ranked)
 
 
 def load_pending(ids: list[int]) -> list[Digest]:
@@ -507,6 +514,19 @@ def _share_subscribers(digests: list[Digest]) -> None:
         digest.subscriber = shared.setdefault(digest.subscriber_id, digest.subscriber)
 
 
+def _contents(
+    ready: list[Digest], early: list[DigestContent], prepared: Prepared
+) -> list[DigestContent]:
+    """What each ready digest shows: as made while its items were stored when they were all
+    stored, else (an item left out, or made by an earlier attempt) made now."""
+    made = {content.digest_id: content for content in early}
+    redo = [d for d in ready if d.pk not in prepared.as_ranked]
+    if redo:
+        for content in contents_for(redo, known=prepared.items, papers=prepared.papers):
+            made[content.digest_id] = content
+    return [made[d.pk] for d in ready]
+
+
 def process_chunk(digest_ids: list[int]) -> ChunkResult:
     """Prepare and send the still-pending digests among ``digest_ids``."""
     if sending_paused():
@@ -518,8 +538,9 @@ def process_chunk(digest_ids: list[int]) -> ChunkResult:
     digests = load_pending(digest_ids)
     storing = prepare(digests)
     try:
-        # What the messages show besides their papers, while the items are being stored.
-        frames = {d.pk: frame_for(d) for d in digests}
+        # While the server stores the items: the messages' contents as ranked, which need no
+        # query (contents_for reads only what it is not given).
+        early = contents_for(storing.fresh, known=storing.ranked, papers=storing.papers)
     finally:
         prepared = storing.result()
     ready_ids = [d.pk for d in digests]
@@ -528,7 +549,7 @@ def process_chunk(digest_ids: list[int]) -> ChunkResult:
     if not ready:
         return ChunkResult(skipped=len(digests))
     _share_subscribers(ready)
-    contents = contents_for(ready, known=prepared.items, papers=prepared.papers, frames=frames)
+    contents = _contents(ready, early, prepared)
     smtp = get_connection()
     try:
         smtp.open()

@@ -146,7 +146,14 @@ def _parse_one(raw: str, excluded: list[str]) -> Topic | None:
 
 def parse_interests(text: str | None) -> Profile:
     """Parse what a subscriber typed; raises ``InterestError`` saying what to change."""
-    text = (text or "").strip()
+    return _parse((text or "").strip())
+
+
+# A worker parses each subscriber's text twice per digest (to match, then for the mail's topic
+# labels), and many subscribers share a text: profiles are immutable, so they are kept. A text
+# the parser refuses raises each time (lru_cache keeps no exceptions).
+@lru_cache(maxsize=4096)
+def _parse(text: str) -> Profile:
     if not text:
         return Profile()
     if len(text) > MAX_CHARS:
