@@ -322,7 +322,7 @@ def report(args: argparse.Namespace) -> None:
     print(
         f"bare loop (render + SMTP, one connection), after each chunk of the one-worker run: "
         f"{rate(bare):.0f} messages/s ({bare['sent']:,} sent); one worker runs at "
-        f"{rate(one) / rate(bare):.0%} of it   [target >= 70%]"
+        f"{rate(one) / rate(bare):.1%} of it   [target >= 70%]"
     )
     quarter = small["2"]
     print(
