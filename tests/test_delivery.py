@@ -745,3 +745,20 @@ def test_a_paper_the_database_left_out_is_not_in_the_mail(
     text = mail.get_payload()[0].get_payload(decode=True).decode()
     assert taken[0] not in text and all(title in text for title in kept)
     assert str(mail["Subject"]).strip().startswith(f"{len(kept)} new paper")
+
+
+def test_planned_digests_get_what_django_gives_a_new_row_and_leave_existing_ones_alone() -> None:
+    """create_digests inserts over an array on PostgreSQL: its rows must be the rows Django
+    makes, and a digest that exists for the period stays as it is."""
+    first, second, third = (subscriber(f"p{i}@example.org") for i in range(3))
+    existing = Digest.objects.create(subscriber=first, period="2026-11-29", state="sent")
+    made_by_django = Digest.objects.create(subscriber=third, period="2026-11-28")
+    planning.create_digests([first.pk, second.pk], "2026-11-29")
+    existing_now = Digest.objects.get(pk=existing.pk)
+    assert (existing_now.state, existing_now.created_at) == ("sent", existing.created_at)
+    planned = Digest.objects.get(subscriber=second, period="2026-11-29")
+    skip = {"id", "subscriber", "period", "created_at"}
+    names = [f.name for f in Digest._meta.concrete_fields if f.name not in skip]
+    assert {n: getattr(planned, n) for n in names} == {n: getattr(made_by_django, n) for n in names}
+    assert made_by_django.created_at <= planned.created_at <= timezone.now()
+    assert Digest.objects.count() == 3

@@ -12,6 +12,7 @@ import logging
 from datetime import datetime, time, timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -60,10 +61,37 @@ def create_due_digests(now: datetime) -> int:
                 .exclude(digests__period=period)
                 .values_list("id", flat=True)
             )
-            rows = [Digest(subscriber_id=pk, period=period) for pk in ids]
-            Digest.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
-            created += len(rows)
+            create_digests(ids, period)
+            created += len(ids)
     return created
+
+
+def create_digests(subscriber_ids: list[int], period: str) -> None:
+    """Pending digests of ``period`` for these subscribers; one that exists is left as it is.
+    On PostgreSQL one INSERT over an array of the ids, every other column taking what Django
+    would give a new row (its default, or ``created_at``'s time now): preparing each row's
+    values for ``bulk_create`` took about 30 microseconds, half a second per 20,000 digests.
+    Elsewhere ``bulk_create``."""
+    if not subscriber_ids:
+        return
+    if connection.vendor != "postgresql":
+        rows = [Digest(subscriber_id=pk, period=period) for pk in subscriber_ids]
+        Digest.objects.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
+        return
+    q = connection.ops.quote_name
+    owner = Digest._meta.get_field("subscriber")
+    fields = [f for f in Digest._meta.concrete_fields if not f.primary_key and f is not owner]
+    new = Digest(subscriber_id=0, period=period)
+    values = [f.get_db_prep_save(f.pre_save(new, add=True), connection) for f in fields]
+    # Only quoted names and column types are put into the text; every value is a parameter.
+    columns = ", ".join(q(f.column) for f in [owner, *fields])
+    typed = ", ".join(f"%s::{f.db_type(connection)}" for f in fields)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {q(Digest._meta.db_table)} ({columns}) "  # noqa: S608
+            f"SELECT owner, {typed} FROM unnest(%s::bigint[]) AS owner ON CONFLICT DO NOTHING",
+            [*values, subscriber_ids],
+        )
 
 
 def rescue_lost(now: datetime) -> int:
