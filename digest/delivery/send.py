@@ -6,9 +6,10 @@ out, and marked sent once the server has accepted it. The mark of one digest and
 next are one statement (one round trip instead of two): a crash can therefore leave at most the
 one in-flight digest in "sending"; everything else is either sent or still pending for the retry.
 
-What the messages need is read for the whole chunk at once (the digests with their subscribers,
-then their items with the papers), and the paper index is kept from one chunk to the next while
-the candidate papers stay the same.
+What the messages need is read for the whole chunk at once (the digests with their subscribers
+and the candidate papers); the items are stored in one statement that the server runs while the
+worker makes the messages' contents from what it holds, so nothing is read back. The paper index
+is kept from one chunk to the next while the candidate papers stay the same.
 """
 
 from __future__ import annotations
