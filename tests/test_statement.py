@@ -119,7 +119,7 @@ def test_parameters_it_cannot_send_as_they_are_are_refused(param: Any) -> None:
 @pytest.mark.parametrize("values", [[1, "mixed"], [[1], [2]], [True], [b"bytes"]])
 def test_arrays_of_anything_but_numbers_or_strings_are_refused(values: list[Any]) -> None:
     with pytest.raises(TypeError):
-        statement._value(values)
+        statement._param(values)
 
 
 def test_inside_atomic_the_statement_is_part_of_the_transaction() -> None:

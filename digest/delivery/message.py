@@ -248,9 +248,10 @@ def _entries_of(paper_ids: set[int], papers: Mapping[int, Paper] | None) -> dict
     """The entries of these papers, from ``papers`` where they are there with every field
     shown, read in one query otherwise."""
     entries: dict[int, DigestPaper] = {}
+    given, shown = papers or {}, set(PAPER_FIELDS)
     for paper_id in paper_ids:
-        paper = (papers or {}).get(paper_id)
-        if paper is not None and not paper.get_deferred_fields() & set(PAPER_FIELDS):
+        paper = given.get(paper_id)
+        if paper is not None and not paper.get_deferred_fields() & shown:
             entries[paper_id] = _entry(paper_id, tuple(getattr(paper, f) for f in PAPER_FIELDS))
     missing = paper_ids - entries.keys()
     if missing:

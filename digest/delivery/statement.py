@@ -18,13 +18,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
+from django.db.models import Field
 from psycopg import errors as pg_errors
 from psycopg import pq
 
-# libpq parameter types by Python type (text format); None is left for the server to infer, and
-# so are arrays: the SQL casts them (``%s::bigint[]``).
-_OIDS = {int: 20, float: 701, str: 25, datetime: 1184, list: 0}  # int8, float8, text, timestamptz
 _PLACEHOLDER = re.compile(r"%s")
 
 
@@ -35,18 +33,26 @@ def numbered(sql: str) -> str:
     return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
 
 
-def _value(param: Any) -> bytes | None:
+def _param(param: Any) -> tuple[bytes | None, int]:
+    """A parameter in libpq's text form, and its type (0: the server infers it, as for NULL, or
+    the SQL casts it, as for arrays: ``%s::bigint[]``). Ints and strings, nearly all of a
+    claim's parameters, come first: this runs for every digest."""
+    kind = type(param)
+    if kind is int:
+        return str(param).encode(), 20  # int8
+    if kind is str:
+        return param.encode(), 25  # text
     if param is None:
-        return None
+        return None, 0
+    if kind is float:
+        return repr(param).encode(), 701  # float8
+    if kind is list:
+        return _array(param), 0
     if isinstance(param, datetime):
         if param.tzinfo is None:
             raise ValueError("a naive datetime has no place in a timestamptz parameter")
-        return param.isoformat().encode()
-    if isinstance(param, bool) or type(param) not in _OIDS:
-        raise TypeError(f"unsupported parameter type {type(param).__name__}")
-    if type(param) is list:
-        return _array(param)
-    return repr(param).encode() if type(param) is float else str(param).encode()
+        return param.isoformat().encode(), 1184  # timestamptz
+    raise TypeError(f"unsupported parameter type {kind.__name__}")
 
 
 def _quoted(text: str) -> str:
@@ -70,25 +76,12 @@ def _array(values: list[Any]) -> bytes:
     return f"{{{body}}}".encode()
 
 
-def _oid(param: Any) -> int:
-    return 0 if param is None else _OIDS[datetime if isinstance(param, datetime) else type(param)]
-
-
-def _encoded(params: Sequence[Any]) -> tuple[list[bytes | None], list[int]]:
-    """The parameters in libpq's text form, and their types. Ints and strings, nearly all of a
-    claim's parameters, take the short way: this runs for every digest."""
-    values: list[bytes | None] = []
-    oids: list[int] = []
-    for param in params:
-        kind = type(param)
-        if kind is int:
-            values.append(str(param).encode())
-        elif kind is str:
-            values.append(param.encode())
-        else:
-            values.append(_value(param))
-        oids.append(_OIDS[kind] if kind is int or kind is str else _oid(param))
-    return values, oids
+def array_parameter(field: Field[Any, Any]) -> str:
+    """A parameter holding an array of ``field``'s column type, without length limits (as
+    Django's bulk insert does). Left to itself psycopg picks the array type from the values
+    (int2[] for small ids), and a comparison with a bigint column was then planned ten times
+    slower once items accumulated (0.8 ms per digest with 200,000 items)."""
+    return f"%s::{str(field.db_type(connection)).split('(')[0]}[]"
 
 
 Row = tuple[int, ...]
@@ -153,7 +146,10 @@ def start(sql: str, params: Sequence[Any]) -> Pending:
         db.ensure_connection()
         pgconn = db.connection.pgconn
         with db.wrap_database_errors:
-            pgconn.send_query_params(numbered(sql).encode(), *_encoded(params))
+            encoded = [_param(param) for param in params]
+            pgconn.send_query_params(
+                numbered(sql).encode(), [value for value, _ in encoded], [oid for _, oid in encoded]
+            )
             if pgconn.flush():  # 1: part of the query is still to be written
                 with selectors.DefaultSelector() as selector:
                     selector.register(pgconn.socket, selectors.EVENT_WRITE)
