@@ -104,6 +104,9 @@ elif env_str("TEST_DATABASE_NAME"):
     # Lets two test runs share one database server without dropping each other's database.
     DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Statements sent for every digest are prepared once per connection (PostgreSQL). Off for a
+# connection pooler in transaction mode that does not keep prepared statements.
+DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
 
 # --- Cache, broker ------------------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")

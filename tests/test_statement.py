@@ -151,3 +151,63 @@ def test_an_interrupted_read_leaves_a_connection_that_takes_the_next_query(
     with connection.cursor() as cursor:
         cursor.execute("SELECT 5")
         assert cursor.fetchone() == (5,)
+
+
+def _prepared_here() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM pg_prepared_statements")
+        return {row[0] for row in cursor.fetchall()}
+
+
+LOOKUP = 'SELECT "id" FROM "digest_deliverycontrol" WHERE "id" = %s OR "id" = %s'
+
+
+def test_a_named_statement_is_prepared_once_per_connection_and_answers_like_a_plain_one() -> None:
+    DeliveryControl.objects.update_or_create(pk=1, defaults={"paused": False})
+    # NULL first: the parameters' types come from the SQL, and later calls send numbers.
+    assert statement.start(LOOKUP, [None, None], "test_lookup").first_column() == []
+    assert statement.start(LOOKUP, [1, None], "test_lookup").first_column() == [1]
+    assert statement.start(LOOKUP, [2, 3], "test_lookup").first_column() == []
+    if ON_POSTGRES:
+        assert "test_lookup" in _prepared_here()
+        connection.close()  # a new connection has none prepared: it prepares it again
+    assert statement.start(LOOKUP, [None, 1], "test_lookup").first_column() == [1]
+    if ON_POSTGRES:
+        assert "test_lookup" in _prepared_here()
+
+
+def test_one_name_for_two_statements_is_refused_where_statements_are_prepared() -> None:
+    assert statement.start(LOOKUP, [1, 1], "test_twice").first_column() in ([], [1])
+    if ON_POSTGRES:
+        with pytest.raises(ValueError, match="already given"):
+            statement.start("SELECT %s", [1], "test_twice")
+    else:  # run at once, the name unused
+        assert statement.start("SELECT %s", [1], "test_twice").first_column() == [1]
+
+
+def test_a_named_statement_that_fails_to_prepare_raises_a_database_error() -> None:
+    with pytest.raises(DatabaseError):
+        statement.start("SELECT id FROM no_such_table WHERE id = %s", [1], "test_broken")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 5")
+        assert cursor.fetchone() == (5,)
+    if ON_POSTGRES:
+        assert "test_broken" not in _prepared_here()
+
+
+def test_prepared_statements_can_be_switched_off(settings: Any) -> None:
+    settings.DATABASE_PREPARED_STATEMENTS = False
+    DeliveryControl.objects.update_or_create(pk=1, defaults={"paused": False})
+    assert statement.start(LOOKUP, [1, 2], "test_off").first_column() == [1]
+    if ON_POSTGRES:
+        assert "test_off" not in _prepared_here()
+
+
+def test_an_execute_wrapper_may_put_another_statement_in_place_of_a_named_one() -> None:
+    def instead(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        return execute("SELECT %s + 100", [params[0]], many, context)
+
+    with connection.execute_wrapper(instead):
+        assert statement.start(LOOKUP, [1, 2], "test_wrapped").first_column() == [101]
+    if ON_POSTGRES:
+        assert "test_wrapped" not in _prepared_here()

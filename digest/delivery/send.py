@@ -357,7 +357,7 @@ class _Advance:
             *(done, self.claim, Digest.State.PENDING.value),
             *(owner, owner, Subscriber.Status.CONFIRMED.value),
         ]
-        self.pending = statement.start(_advance_sql(connection.vendor), params)
+        self.pending = statement.start(_advance_sql(connection.vendor), params, "digest_advance")
 
     def claimed(self) -> bool:
         """Wait for the statement; True when ``upcoming`` was claimed."""

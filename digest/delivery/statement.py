@@ -14,10 +14,12 @@ import functools
 import re
 import selectors
 import time
+import weakref
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 from django.db.models import Field
 from psycopg import errors as pg_errors
@@ -126,12 +128,32 @@ class Pending:
         return self._rows
 
 
-def start(sql: str, params: Sequence[Any]) -> Pending:
+# The statements prepared on each connection, by name (with their SQL, to catch a name given
+# to two statements). A connection Django opens anew starts with none.
+_prepared: weakref.WeakKeyDictionary[Any, dict[str, str]] = weakref.WeakKeyDictionary()
+
+
+def _prepare(db: Any, name: str, sql: str, types: list[int]) -> bytes:
+    """``name`` prepared on this connection (once), its parameter types taken from the first
+    call (0 where the server infers one, as for NULL)."""
+    known = _prepared.setdefault(db.connection, {})
+    if name not in known:
+        result = db.connection.pgconn.prepare(name.encode(), sql.encode(), types)
+        if result.status != pq.ExecStatus.COMMAND_OK:
+            raise pg_errors.error_from_result(result, encoding="utf-8")
+        known[name] = sql
+    elif known[name] != sql:
+        raise ValueError(f"the statement name {name!r} is already given to another statement")
+    return name.encode()
+
+
+def start(sql: str, params: Sequence[Any], name: str | None = None) -> Pending:
     """Send ``sql`` (Django placeholders; int, float, str, aware datetime, None or list
     parameters, a list cast to its array type in the SQL; integer columns in what it returns);
     read its rows with ``rows()`` or ``first_column()``. Until then the connection is busy: run
     no other query in between. Django's execute wrappers see the statement being sent, as they
-    see any query."""
+    see any query. With a ``name`` (for a statement sent again and again), it is prepared once
+    per connection and each call sends only its parameters (see the module's docstring)."""
     # The connection itself, not Django's proxy to it: each attribute of the proxy is a
     # context-local lookup, and this runs for every digest.
     db = connections[DEFAULT_DB_ALIAS]
@@ -142,20 +164,23 @@ def start(sql: str, params: Sequence[Any]) -> Pending:
             cursor.execute(sql, params)
             return Pending(rows=[tuple(map(int, row)) for row in cursor.fetchall()])
 
-    def send(sql: str, params: Sequence[Any], many: bool, context: dict[str, Any]) -> Pending:
+    def send(query: str, params: Sequence[Any], many: bool, context: dict[str, Any]) -> Pending:
         db.ensure_connection()
         pgconn = db.connection.pgconn
         with db.wrap_database_errors:
             encoded = [_param(param) for param in params]
-            pgconn.send_query_params(
-                numbered(sql).encode(), [value for value, _ in encoded], [oid for _, oid in encoded]
-            )
+            values, types = [value for value, _ in encoded], [oid for _, oid in encoded]
+            # An execute wrapper may have put another statement in its place: sent as it is.
+            if name is not None and query == sql and settings.DATABASE_PREPARED_STATEMENTS:
+                pgconn.send_query_prepared(_prepare(db, name, numbered(query), types), values)
+            else:
+                pgconn.send_query_params(numbered(query).encode(), values, types)
             if pgconn.flush():  # 1: part of the query is still to be written
                 with selectors.DefaultSelector() as selector:
                     selector.register(pgconn.socket, selectors.EVENT_WRITE)
                     while pgconn.flush():
                         selector.select()
-        return Pending(pgconn=pgconn, sql=sql, db=db)
+        return Pending(pgconn=pgconn, sql=query, db=db)
 
     execute: Any = send
     for wrapper in reversed(db.execute_wrappers):
