@@ -768,3 +768,67 @@ def test_planned_digests_get_what_django_gives_a_new_row_and_leave_existing_ones
     assert {n: getattr(planned, n) for n in names} == {n: getattr(made_by_django, n) for n in names}
     assert made_by_django.created_at <= planned.created_at <= timezone.now()
     assert Digest.objects.count() == 3
+
+
+def _two_runs_subscribers() -> list[int]:
+    """A subscriber with more matching papers than they take (the run that comes second could
+    add the next best), and one whose every matching paper fits (it would have nothing left)."""
+    subscriber("many@example.org", interests="large language models", max_papers=2)
+    subscriber("few@example.org", interests='"federated learning"', max_papers=10)
+    (chunk,) = planning.plan(NOON)
+    return chunk
+
+
+def _items() -> dict[str, list[int]]:
+    found: dict[str, list[int]] = {}
+    for email_, paper in DigestItem.objects.order_by("rank").values_list(
+        "digest__subscriber__email", "paper_id"
+    ):
+        found.setdefault(email_, []).append(paper)
+    return found
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chunk_prepared_by_two_runs_one_after_the_other_keeps_the_first_runs_items(
+    listing: None, smtp: Recorder
+) -> None:
+    """The same chunk run twice at once (a task handed out again while it still runs): the
+    second run read the digests before the first stored their items, and prepares after. It
+    must neither add the next best papers (over the subscriber's maximum) nor skip a digest
+    as empty because the first run took its papers; each is then sent once."""
+    chunk = _two_runs_subscribers()
+    second = send.load_pending(chunk)  # read before the first run stored anything
+    first = send.prepare(send.load_pending(chunk)).result()
+    stored = _items()
+    assert len(stored["many@example.org"]) == 2 and stored["few@example.org"]
+    send.prepare(second).result()
+    assert _items() == stored
+    assert set(Digest.objects.values_list("state", flat=True)) == {"pending"}
+    assert first.items  # what the first run goes on to send
+    process_chunk(chunk)
+    process_chunk(chunk)
+    assert received(smtp) == ["few@example.org", "many@example.org"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chunk_ranked_by_two_runs_before_either_stored_keeps_one_set_of_items(
+    listing: None, smtp: Recorder
+) -> None:
+    """Both runs ranked before either stored: the second one's items meet the first one's in
+    the (subscriber, paper) constraint; it stores nothing, skips nothing, and the digests go
+    out once with the first run's papers."""
+    chunk = _two_runs_subscribers()
+    loaded = send.load_pending(chunk)
+    ranked_second = send.choose(loaded)
+    send.prepare(send.load_pending(chunk)).result()
+    stored = _items()
+    rows = [
+        (d.pk, d.subscriber_id, ranked_second.papers[r.paper].pk, rank, r.score, r.reason)
+        for d, ranked in zip(loaded, ranked_second.ranked, strict=True)
+        for rank, r in enumerate(ranked, start=1)
+    ]
+    late = send.Storing(loaded, rows, ranked_second.papers).result()
+    assert not late.items and _items() == stored
+    assert set(Digest.objects.values_list("state", flat=True)) == {"pending"}
+    process_chunk(chunk)
+    assert received(smtp) == ["few@example.org", "many@example.org"]

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.core.mail import get_connection
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Exists, F, Max, OuterRef, QuerySet, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
@@ -210,12 +210,13 @@ class Storing:
         }
         # Empty is decided by what was stored, not by what was ranked: two pending digests of
         # one subscriber prepared together (a late one and today's) rank the same papers, and
-        # the (subscriber, paper) constraint keeps them for the first only.
+        # the (subscriber, paper) constraint keeps them for the first only. And only where
+        # the digest has no items at all: another run of the same chunk may have stored them.
         empty = [d.pk for d in self.fresh if d.pk not in items]
         if empty:
-            Digest.objects.filter(pk__in=empty, state=Digest.State.PENDING).update(
-                state=Digest.State.SKIPPED, error="no new paper matched"
-            )
+            Digest.objects.filter(pk__in=empty, state=Digest.State.PENDING).exclude(
+                Exists(DigestItem.objects.filter(digest=OuterRef("pk")))
+            ).update(state=Digest.State.SKIPPED, error="no new paper matched")
         as_ranked = {pk for pk, kept in items.items() if len(kept) == len(self.ranked[pk])}
         return Prepared(items, self.papers, as_ranked)
 
@@ -251,8 +252,13 @@ ITEM_FIELDS = ("digest_id", "subscriber_id", "paper_id", "rank", "score", "reaso
 
 
 def start_storing(rows: list[ItemRow]) -> statement.Pending:
-    """Start inserting digest items, leaving out any paper its subscriber already has; what
-    it returns are the (digest, paper) pairs stored. On PostgreSQL one statement over arrays,
+    """Start inserting digest items, leaving out any paper its subscriber already has and any
+    digest that already has items (the same chunk prepared by two runs at once: a task handed
+    out again while it still ran; the first run's items stand, and the second neither adds the
+    next best papers nor empties the digest; two inserts that overlap in time both find no
+    items, and the (subscriber, paper) constraint keeps what they both ranked for the first:
+    only a listing or profile changed between the two rankings could add a paper). What it
+    returns are the (digest, paper) pairs stored. On PostgreSQL one statement over arrays,
     which the server runs while the worker goes on (see ``statement``): ``bulk_create``
     inserts over arrays there too, but making and preparing a model instance per item cost a
     quarter of a millisecond per digest (measured in bench/delivery.py's set-up). Elsewhere
@@ -260,19 +266,22 @@ def start_storing(rows: list[ItemRow]) -> statement.Pending:
     if not rows:
         return statement.Pending(rows=[])
     if connection.vendor != "postgresql":
-        DigestItem.objects.bulk_create(
-            [DigestItem(**dict(zip(ITEM_FIELDS, row, strict=True))) for row in rows],
-            ignore_conflicts=True,
-            batch_size=500,
-        )
+        digests = {row[0] for row in rows}
+        found = DigestItem.objects.filter(digest__in=digests).order_by()
+        with transaction.atomic():  # SQLite: the write lock from the first query on
+            filled = set(found.values_list("digest_id", flat=True))
+            rows = [row for row in rows if row[0] not in filled]
+            DigestItem.objects.bulk_create(
+                [DigestItem(**dict(zip(ITEM_FIELDS, row, strict=True))) for row in rows],
+                ignore_conflicts=True,
+                batch_size=500,
+            )
         wanted = {(row[0], row[2]) for row in rows}
-        found = DigestItem.objects.filter(digest__in={row[0] for row in rows}).order_by()
         return statement.Pending(
             rows=sorted(wanted & set(found.values_list("digest_id", "paper_id")))
         )
-    return statement.start(
-        _insert_items_sql(), [list(column) for column in zip(*rows, strict=True)]
-    )
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    return statement.start(_insert_items_sql(), [*columns, sorted(set(columns[0]))])
 
 
 @lru_cache(maxsize=1)
@@ -282,10 +291,20 @@ def _insert_items_sql() -> str:
     fields = [by_attname[name] for name in ITEM_FIELDS]
     columns = ", ".join(q(field.column) for field in fields)
     arrays = ", ".join(statement.array_parameter(field) for field in fields)
+    table, digest = q(DigestItem._meta.db_table), q(fields[0].column)
+    # The digests that already have items: each of the chunk's digests (the last parameter)
+    # looked up once, by index. As a NOT EXISTS per row, or a lookup of all at once,
+    # PostgreSQL may choose to read every item in the table; a LIMIT in a LATERAL subquery
+    # keeps it to one index probe per digest.
+    filled = (
+        f"ARRAY(SELECT wanted.id FROM unnest({statement.array_parameter(fields[0])}) "  # noqa: S608
+        f"AS wanted (id), LATERAL (SELECT 1 FROM {table} WHERE {digest} = wanted.id LIMIT 1) "
+        f"AS found)"
+    )
     return (
-        f"INSERT INTO {q(DigestItem._meta.db_table)} ({columns}) "  # noqa: S608 (names only)
-        f"SELECT * FROM unnest({arrays}) ON CONFLICT DO NOTHING "
-        f"RETURNING {q(fields[0].column)}, {q(fields[2].column)}"
+        f"INSERT INTO {table} ({columns}) "  # noqa: S608 (names only)
+        f"SELECT * FROM unnest({arrays}) AS new ({columns}) WHERE new.{digest} <> ALL({filled}) "
+        f"ON CONFLICT DO NOTHING RETURNING {digest}, {q(fields[2].column)}"
     )
 
 
