@@ -4,6 +4,8 @@ lost, nothing sent to anyone who should not get it."""
 from __future__ import annotations
 
 import email
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -12,7 +14,7 @@ from typing import Any
 
 import pytest
 import time_machine
-from django.db import DatabaseError, IntegrityError, OperationalError, connection
+from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from django.db.models import Count
 from django.utils import timezone
 
@@ -832,3 +834,42 @@ def test_a_chunk_ranked_by_two_runs_before_either_stored_keeps_one_set_of_items(
     assert set(Digest.objects.values_list("state", flat=True)) == {"pending"}
     process_chunk(chunk)
     assert received(smtp) == ["few@example.org", "many@example.org"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_planners_at_once_queue_each_digest_once() -> None:
+    """Beat's planner and an operator's "run the due digests now" at the same moment: the
+    second marks its chunks while the first has marked but not committed; it must wait for
+    the first and then queue none of the same digests."""
+    for i in range(3):
+        subscriber(f"q{i}@example.org")
+    planning.create_due_digests(NOON)
+    marked = threading.Event()
+    first: list[list[int]] = []
+    second: list[list[int]] = []
+
+    def first_planner() -> None:
+        try:
+            with transaction.atomic():
+                first.extend(planning.chunks_to_send(NOON))
+                marked.set()
+                time.sleep(0.5)  # the second planner runs meanwhile
+        finally:
+            connection.close()
+
+    def second_planner() -> None:
+        marked.wait(10)
+        try:
+            second.extend(planning.chunks_to_send(NOON))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=first_planner), threading.Thread(target=second_planner)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert sorted(i for chunk in first for i in chunk) == sorted(
+        Digest.objects.values_list("id", flat=True)
+    )
+    assert second == []

@@ -16,6 +16,7 @@ from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
+from digest.delivery import statement
 from digest.delivery.schedule import DAILY, WEEKLY, local_now, zone
 from digest.delivery.statement import array_parameter
 from digest.models import DeliveryControl, Digest
@@ -106,15 +107,20 @@ def rescue_lost(now: datetime) -> int:
 
 def chunks_to_send(now: datetime) -> list[list[int]]:
     """Pending digests not queued yet (or queued so long ago the task must be lost), in chunks
-    of ``DIGEST_CHUNK_SIZE``; marks them queued."""
-    stale = now - lease()
-    ids = list(
-        Digest.objects.filter(state=Digest.State.PENDING)
-        .filter(Q(enqueued_at__isnull=True) | Q(enqueued_at__lt=stale))
-        .order_by("id")
-        .values_list("id", flat=True)
+    of ``DIGEST_CHUNK_SIZE``; marks them queued. One UPDATE that returns what it marked: two
+    planners at once (beat and an operator's "run the due digests now") queue each digest
+    once, and no list of ids goes back to the database (20,000 of them took a quarter of a
+    second to send and plan)."""
+    q = connection.ops.quote_name
+    enqueued = q(Digest._meta.get_field("enqueued_at").column)
+    sql = (
+        f"UPDATE {q(Digest._meta.db_table)} SET {enqueued} = %s "  # noqa: S608 (names only)
+        f"WHERE {q('state')} = %s AND ({enqueued} IS NULL OR {enqueued} < %s) "
+        f"RETURNING {q('id')}"
     )
-    Digest.objects.filter(pk__in=ids).update(enqueued_at=now)
+    at = connection.ops.adapt_datetimefield_value  # as the ORM stores it (SQLite: naive)
+    marked = statement.start(sql, [at(now), Digest.State.PENDING.value, at(now - lease())])
+    ids = sorted(marked.first_column())
     size = settings.DIGEST_CHUNK_SIZE
     return [ids[i : i + size] for i in range(0, len(ids), size)]
 
