@@ -873,3 +873,71 @@ def test_two_planners_at_once_queue_each_digest_once() -> None:
         Digest.objects.values_list("id", flat=True)
     )
     assert second == []
+
+
+def _text(mail: Any) -> str:
+    return str(mail.get_payload()[0].get_payload(decode=True).decode())
+
+
+NEXT_DAY_PAPER = "Federated learning, again"
+
+
+def established(email_: str) -> Subscriber:
+    """A subscriber whose previous digest went out the day before (before the seed's papers
+    were first seen): their next digest covers everything since."""
+    person = subscriber(email_)
+    with time_machine.travel(NOON - timedelta(days=1)):
+        DigestFactory(subscriber=person, period="2026-11-28", state="sent")
+    return person
+
+
+def test_papers_of_a_digest_given_up_on_go_into_the_next_one(
+    listing: None, smtp: Recorder, settings: Any
+) -> None:
+    """The mail server down beyond the retry window: the digest is given up on, but it never
+    reached its reader, so its papers are not theirs yet: the next digest carries them with
+    the newer ones (its window starts at the last digest that went out)."""
+    established("ada@example.org")
+    good_port = settings.EMAIL_PORT
+    (chunk,) = planning.plan(NOON)
+    settings.EMAIL_PORT = free_port()  # down
+    with pytest.raises(TransientDeliveryError):
+        process_chunk(chunk)
+    missed = set(DigestItem.objects.values_list("paper__title", flat=True))
+    assert missed
+    later = NOON + timedelta(minutes=settings.SMTP_RETRY_WINDOW_MINUTES + 10)
+    with time_machine.travel(later, tick=True):
+        assert planning.plan(later) == []  # gives up on it
+    given_up = Digest.objects.get(pk=chunk[0])
+    assert given_up.state == "failed" and given_up.error.startswith("gave up")
+    assert not given_up.items.exists()
+    settings.EMAIL_PORT = good_port
+    ingest_next_day([hf_item("2412.00001", NEXT_DAY_PAPER, summary="Federated learning.")])
+    run_all(NOON + timedelta(days=1))
+    (mail,) = smtp.messages
+    assert all(title in _text(mail) for title in missed) and NEXT_DAY_PAPER in _text(mail)
+
+
+def test_papers_of_a_digest_refused_for_good_go_into_the_next_one(
+    listing: None, smtp: Picky, settings: Any
+) -> None:
+    """A 5xx for one digest (a mailbox reported full as a permanent error, say) marks it
+    failed; its papers were never read, so the next digest the server accepts carries them.
+    A subscriber with the same interests shows what the failed digest held."""
+    settings.SUPPRESS_AFTER_HARD_FAILURES = 3
+    established("gone@example.org")
+    established("fine@example.org")
+    run_all()
+    failed = Digest.objects.get(subscriber__email="gone@example.org", period="2026-11-29")
+    assert failed.state == "failed" and not failed.items.exists()
+    (first,) = smtp.messages
+    held = set(DigestItem.objects.values_list("paper__title", flat=True))
+    assert held and all(title in _text(first) for title in held)
+    smtp.refuse.clear()  # the mailbox works again
+    smtp.messages.clear()
+    ingest_next_day([hf_item("2412.00001", NEXT_DAY_PAPER, summary="Federated learning.")])
+    run_all(NOON + timedelta(days=1))
+    mails = {str(mail["To"]): _text(mail) for mail in smtp.messages}
+    assert all(title in mails["gone@example.org"] for title in held | {NEXT_DAY_PAPER})
+    assert NEXT_DAY_PAPER in mails["fine@example.org"]
+    assert not any(title in mails["fine@example.org"] for title in held)

@@ -65,11 +65,12 @@ class ChunkResult:
 
 
 def _windows(subscriber_ids: list[int], exclude: list[int]) -> dict[int, datetime | None]:
-    """When each subscriber's previous digest was made (None: this is their first)."""
+    """When each subscriber's previous digest was made (None: this is their first). A failed
+    one does not count: it never reached them (see ``release_failed``)."""
     previous = (
         Digest.objects.filter(subscriber_id__in=subscriber_ids)
         .exclude(pk__in=exclude)
-        .exclude(state=Digest.State.PENDING)
+        .exclude(state__in=(Digest.State.PENDING, Digest.State.FAILED))
         .values("subscriber_id")
         .annotate(last=Max("created_at"))
     )
@@ -415,10 +416,20 @@ def _transient(error: Exception) -> bool:
     return isinstance(error, TRANSIENT)
 
 
+def release_failed(digest_ids: list[int]) -> None:
+    """The items of these digests, where they failed, are let go: a failed digest never
+    reached its reader, so its papers are not theirs yet (a subscriber never gets a paper
+    twice, and is not to miss one either) and the next digest may carry them. Its window
+    starts at the last digest that did not fail."""
+    DigestItem.objects.filter(digest__in=digest_ids, digest__state=Digest.State.FAILED).delete()
+
+
 def _fail(digest: Digest, error: Exception) -> None:
-    Digest.objects.filter(pk=digest.pk).update(
-        state=Digest.State.FAILED, error=f"{type(error).__name__}: {error}"[:2000]
-    )
+    with transaction.atomic():
+        Digest.objects.filter(pk=digest.pk).update(
+            state=Digest.State.FAILED, error=f"{type(error).__name__}: {error}"[:2000]
+        )
+        release_failed([digest.pk])
     if not isinstance(error, smtplib.SMTPRecipientsRefused):
         # Only the recipient's own server refusing the address counts against it: a refused
         # sender, a rejected message or a too-large digest says nothing about the mailbox.
@@ -588,10 +599,16 @@ def process_chunk(digest_ids: list[int]) -> ChunkResult:
 
 
 def expire_stale_pending(now: datetime) -> int:
-    """Digests still pending after the retry window failed for transient reasons: give up."""
+    """Digests still pending after the retry window failed for transient reasons: give up
+    (and let their papers go to the next digest: ``release_failed``)."""
     cutoff = now - timedelta(minutes=settings.SMTP_RETRY_WINDOW_MINUTES)
-    return (
-        Digest.objects.filter(state=Digest.State.PENDING, created_at__lt=cutoff)
-        .exclude(error="")
-        .update(state=Digest.State.FAILED, error=Concat(Value("gave up: "), F("error")))
+    stale = Digest.objects.filter(state=Digest.State.PENDING, created_at__lt=cutoff).exclude(
+        error=""
     )
+    with transaction.atomic():
+        ids = list(stale.values_list("id", flat=True))
+        expired = stale.filter(pk__in=ids).update(
+            state=Digest.State.FAILED, error=Concat(Value("gave up: "), F("error"))
+        )
+        release_failed(ids)  # only those that failed: a worker may have claimed one meanwhile
+    return expired
