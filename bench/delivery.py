@@ -304,8 +304,39 @@ def main() -> None:
         report(args)
 
 
+def spin(seconds: float) -> None:
+    """Pure-Python work for ``seconds``; prints how much was done."""
+    end, done = time.perf_counter() + seconds, 0
+    while time.perf_counter() < end:
+        done += sum(range(10_000)) and 1
+    print(done)
+
+
+def two_process_scaling(seconds: float = 1.0, rounds: int = 5) -> float:
+    """How much more CPU-bound Python work two processes do than one, on this machine now:
+    the ceiling of "two workers vs one" before any database or SMTP server takes its share.
+    One and two processes take turns, ``rounds`` times: the machine's speed moves from one
+    minute to the next (a single pair of 3-second runs gave from 1.6x to 2.3x)."""
+
+    def run(count: int) -> int:
+        cmd = [sys.executable, "-c", f"import delivery; delivery.spin({seconds})"]
+        here = Path(__file__).parent
+        children = [
+            subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=here) for _ in range(count)
+        ]
+        return sum(int(child.communicate()[0]) for child in children)
+
+    one = two = 0
+    for _ in range(rounds):
+        one += run(1)
+        two += run(2)
+    return two / one
+
+
 def report(args: argparse.Namespace) -> None:
+    before = two_process_scaling()
     full = run_in_database(args.pg, args.subscribers, args.papers, ["1+bare", "2"])
+    after = two_process_scaling()
     small = run_in_database(args.pg, args.subscribers // 4, args.papers, ["2"])
     one, two = full["1+bare"], full["2"]
     bare = one["bare"]
@@ -323,6 +354,10 @@ def report(args: argparse.Namespace) -> None:
     print(
         f"2 workers: {rate(two):7.0f} digests/s ({two['sent']:,} sent, {two['seconds']:.1f} s)"
         f" = {rate(two) / rate(one):.2f}x one worker   [targets >= 1.6x, >= 500/s]"
+    )
+    print(
+        f"  (the machine, just before and after: two CPU-bound Python processes did {before:.2f}x"
+        f" and {after:.2f}x the work of one)"
     )
     print(
         f"bare loop (render + SMTP, one connection), after each chunk of the one-worker run: "
