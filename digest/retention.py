@@ -7,7 +7,8 @@ Pruning must keep both true, so a digest is deleted only when
 
 - it is finished (sent, skipped or failed; never pending or sending),
 - it is older than ``DIGEST_RETENTION_DAYS``,
-- the subscriber has a newer finished digest (so the window of the next digest does not move),
+- the subscriber has a newer digest that was sent or skipped (the next digest's window starts
+  at the latest of those: a failed one did not reach them), so that window does not move,
 - and every paper in it was first seen before that newer digest was made: such a paper can
   never be a candidate again, so its item is no longer needed to exclude it.
 
@@ -33,13 +34,14 @@ from digest.models import Digest, DigestItem
 log = logging.getLogger(__name__)
 
 FINISHED = (Digest.State.SENT, Digest.State.SKIPPED, Digest.State.FAILED)
+WINDOW_STARTS = (Digest.State.SENT, Digest.State.SKIPPED)  # as in delivery.send._windows
 
 
 def prunable(now: datetime) -> QuerySet[Digest]:
     """The digests that may be deleted at ``now`` (see the module's docstring)."""
     cutoff = now - timedelta(days=settings.DIGEST_RETENTION_DAYS)
     newest = (
-        Digest.objects.filter(subscriber_id=OuterRef("subscriber_id"), state__in=FINISHED)
+        Digest.objects.filter(subscriber_id=OuterRef("subscriber_id"), state__in=WINDOW_STARTS)
         .order_by("-created_at")
         .values("created_at")[:1]
     )

@@ -90,6 +90,13 @@ except Exception as exc:  # dj_database_url raises several types for a bad URL
         f"DATABASE_URL is not a database URL this service understands: {exc}"
     ) from exc
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    import sqlite3
+
+    if sqlite3.sqlite_version_info < (3, 35):  # UPDATE ... RETURNING (the planner)
+        raise ConfigError(
+            f"this Python's SQLite is {sqlite3.sqlite_version}; 3.35 or newer is needed "
+            "(or set DATABASE_URL to a PostgreSQL database)"
+        )
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     # WAL lets the web server read while a worker ingests; the busy timeout rides out short
     # write locks instead of failing with "database is locked".

@@ -82,6 +82,16 @@ def test_the_latest_finished_digest_is_kept_however_old() -> None:
     assert Digest.objects.filter(pk=only.pk).exists()
 
 
+def test_the_latest_digest_that_went_out_is_kept_though_a_later_one_failed() -> None:
+    """The next digest's window starts at the latest digest that was sent or skipped, not at
+    a failed one (it did not reach them): that one is what must stay."""
+    ada = SubscriberFactory()
+    sent = digest_at(ada, 90, "sent", [91])
+    digest_at(ada, 60, "failed")
+    assert prune_digests(NOW) == 0
+    assert Digest.objects.filter(pk=sent.pk).exists()
+
+
 def test_a_digest_whose_paper_could_still_be_a_candidate_keeps_its_items() -> None:
     """A paper first seen after the newest digest was made is still a candidate for the next
     one; only the old item stops it from being sent again, so that digest stays."""

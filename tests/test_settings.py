@@ -27,7 +27,7 @@ print(json.dumps({"engine": db["ENGINE"], "name": str(db["NAME"]), "host": db.ge
 """
 
 
-def settings_with(tmp_path: Path, **env: str) -> dict[str, object]:
+def settings_with(tmp_path: Path, prelude: str = "", **env: str) -> dict[str, object]:
     clean = {
         k: v
         for k, v in os.environ.items()
@@ -44,7 +44,7 @@ def settings_with(tmp_path: Path, **env: str) -> dict[str, object]:
     }
     clean.update({"DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "digest.settings", **env})
     result = subprocess.run(
-        [sys.executable, "-c", PROBE],
+        [sys.executable, "-c", prelude + PROBE],
         env=clean,
         cwd=ROOT,
         capture_output=True,
@@ -110,6 +110,16 @@ def test_real_sources_are_enabled_by_a_setting(tmp_path: Path) -> None:
 def test_bad_values_fail_loudly(tmp_path: Path, env: dict[str, str], message: str) -> None:
     found = settings_with(tmp_path, **env)
     assert "ConfigError" in str(found.get("error")) and message in str(found["error"])
+
+
+def test_an_sqlite_too_old_for_the_planner_fails_loudly(tmp_path: Path) -> None:
+    old = (
+        "import sqlite3\n"
+        "sqlite3.sqlite_version_info, sqlite3.sqlite_version = (3, 31, 1), '3.31.1'\n"
+    )
+    found = settings_with(tmp_path, prelude=old)
+    assert "ConfigError" in str(found.get("error")) and "3.35 or newer" in str(found["error"])
+    assert settings_with(tmp_path)["engine"] == "django.db.backends.sqlite3"  # this one is new
 
 
 def test_env_helpers(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -211,3 +211,29 @@ def test_an_execute_wrapper_may_put_another_statement_in_place_of_a_named_one() 
         assert statement.start(LOOKUP, [1, 2], "test_wrapped").first_column() == [101]
     if ON_POSTGRES:
         assert "test_wrapped" not in _prepared_here()
+
+
+def test_a_prepared_statement_the_server_lost_is_prepared_again() -> None:
+    """DEALLOCATE (or a pooler's DISCARD ALL) drops it on the server: the call that meets the
+    loss fails like any query, and the next one prepares it again."""
+    DeliveryControl.objects.update_or_create(pk=1, defaults={"paused": False})
+    assert statement.start(LOOKUP, [1, 2], "test_lost").first_column() == [1]
+    if ON_POSTGRES:
+        with connection.cursor() as cursor:
+            cursor.execute("DEALLOCATE ALL")
+        with pytest.raises(DatabaseError):
+            statement.start(LOOKUP, [1, 2], "test_lost").first_column()
+    assert statement.start(LOOKUP, [1, 2], "test_lost").first_column() == [1]
+    if ON_POSTGRES:
+        assert "test_lost" in _prepared_here()
+
+
+def test_a_name_the_server_already_holds_is_taken_over() -> None:
+    """A pooler may hand over a server connection where another client prepared the same name
+    (another version of the statement, say): it is replaced, not an error."""
+    DeliveryControl.objects.update_or_create(pk=1, defaults={"paused": False})
+    if ON_POSTGRES:
+        with connection.cursor() as cursor:
+            cursor.execute("PREPARE test_taken AS SELECT 99")
+    assert statement.start(LOOKUP, [1, 2], "test_taken").first_column() == [1]
+    assert statement.start(LOOKUP, [2, 1], "test_taken").first_column() == [1]

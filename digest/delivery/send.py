@@ -66,7 +66,8 @@ class ChunkResult:
 
 def _windows(subscriber_ids: list[int], exclude: list[int]) -> dict[int, datetime | None]:
     """When each subscriber's previous digest was made (None: this is their first). A failed
-    one does not count: it never reached them (see ``release_failed``)."""
+    one does not count: it did not reach them (see ``release_failed``). Retention keeps the
+    digest this finds (``retention.WINDOW_STARTS``)."""
     previous = (
         Digest.objects.filter(subscriber_id__in=subscriber_ids)
         .exclude(pk__in=exclude)
@@ -417,10 +418,12 @@ def _transient(error: Exception) -> bool:
 
 
 def release_failed(digest_ids: list[int]) -> None:
-    """The items of these digests, where they failed, are let go: a failed digest never
-    reached its reader, so its papers are not theirs yet (a subscriber never gets a paper
-    twice, and is not to miss one either) and the next digest may carry them. Its window
-    starts at the last digest that did not fail."""
+    """The items of these digests, where they failed, are let go: a digest the server refused
+    for good (or too large to send) did not reach its reader, so its papers are not theirs
+    (a subscriber never gets a paper twice, and is not to miss one either) and the next digest
+    may carry them: its window starts at the last digest that did not fail. A digest given up
+    on after the retry window keeps its items: an attempt that timed out after the message
+    was handed over may have arrived."""
     DigestItem.objects.filter(digest__in=digest_ids, digest__state=Digest.State.FAILED).delete()
 
 
@@ -546,7 +549,9 @@ def _contents(
     made = {content.digest_id: content for content in early}
     redo = [d for d in ready if d.pk not in prepared.as_ranked]
     if redo:
-        for content in contents_for(redo, known=prepared.items, papers=prepared.papers):
+        # Read from the database: what this run stored may be only part of what is there
+        # (another run of the chunk stored the rest), or nothing (an earlier attempt did).
+        for content in contents_for(redo, known={}, papers=prepared.papers):
             made[content.digest_id] = content
     return [made[d.pk] for d in ready]
 
@@ -599,16 +604,11 @@ def process_chunk(digest_ids: list[int]) -> ChunkResult:
 
 
 def expire_stale_pending(now: datetime) -> int:
-    """Digests still pending after the retry window failed for transient reasons: give up
-    (and let their papers go to the next digest: ``release_failed``)."""
+    """Digests still pending after the retry window failed for transient reasons: give up.
+    Their items stay (see ``release_failed``)."""
     cutoff = now - timedelta(minutes=settings.SMTP_RETRY_WINDOW_MINUTES)
-    stale = Digest.objects.filter(state=Digest.State.PENDING, created_at__lt=cutoff).exclude(
-        error=""
+    return (
+        Digest.objects.filter(state=Digest.State.PENDING, created_at__lt=cutoff)
+        .exclude(error="")
+        .update(state=Digest.State.FAILED, error=Concat(Value("gave up: "), F("error")))
     )
-    with transaction.atomic():
-        ids = list(stale.values_list("id", flat=True))
-        expired = stale.filter(pk__in=ids).update(
-            state=Digest.State.FAILED, error=Concat(Value("gave up: "), F("error"))
-        )
-        release_failed(ids)  # only those that failed: a worker may have claimed one meanwhile
-    return expired

@@ -6,6 +6,15 @@ asynchronous call (on Django's own connection, so in the same transaction state 
 query) and its result is read when it is needed: the server runs it while the worker renders
 the next message. Nothing that depends on the statement happens before its result is read, so
 the order of effects is the same as with a plain query. Other databases run it at once.
+
+A statement sent for every digest can also be given a name: it is then prepared once per
+connection (parsed and planned once, by the server) and each later call sends only its
+parameters. Parsing and planning were most of the server's work for the claim (in a chunk
+run, PostgreSQL's CPU per digest went from 1.0 to 0.65 ms, on the core the worker shares with
+the rest). ``DATABASE_PREPARED_STATEMENTS=false`` turns that off, for a connection pooler in
+transaction mode that does not keep prepared statements (PgBouncer before 1.21, or without
+``max_prepared_statements``). Should the server lose one anyway (``DEALLOCATE``, ``DISCARD
+ALL``), the call that meets the loss fails and the next one prepares it again.
 """
 
 from __future__ import annotations
@@ -115,8 +124,12 @@ class Pending:
             try:
                 with db.wrap_database_errors:
                     self._rows = _read(pgconn)
-            except DatabaseError:
-                raise  # every result was read: the connection takes the next query
+            except DatabaseError as error:
+                # Every result was read: the connection takes the next query. A prepared
+                # statement the server no longer knows is prepared again by the next call.
+                if getattr(error.__cause__, "sqlstate", None) == UNKNOWN_PREPARED:
+                    _prepared.pop(db.connection, None)
+                raise
             except BaseException:
                 # Interrupted (a task time limit, say) with results unread, the connection
                 # cannot take another query; closing it lets Django open a fresh one.
@@ -126,6 +139,15 @@ class Pending:
                 elapsed = time.monotonic() - self._started
                 db.queries_log.append({"sql": self._sql, "time": f"{elapsed:.3f}"})
         return self._rows
+
+
+DUPLICATE_PREPARED = "42P05"
+UNKNOWN_PREPARED = "26000"
+
+
+def _sqlstate(result: Any) -> str | None:
+    code = result.error_field(pq.DiagnosticField.SQLSTATE)
+    return code.decode() if code else None
 
 
 # The statements prepared on each connection, by name (with their SQL, to catch a name given
@@ -138,7 +160,11 @@ def _prepare(db: Any, name: str, sql: str, types: list[int]) -> bytes:
     call (0 where the server infers one, as for NULL)."""
     known = _prepared.setdefault(db.connection, {})
     if name not in known:
-        result = db.connection.pgconn.prepare(name.encode(), sql.encode(), types)
+        pgconn = db.connection.pgconn
+        result = pgconn.prepare(name.encode(), sql.encode(), types)
+        if _sqlstate(result) == DUPLICATE_PREPARED:  # left by another client of a pooler
+            pgconn.exec_(b"DEALLOCATE " + pq.Escaping(pgconn).escape_identifier(name.encode()))
+            result = pgconn.prepare(name.encode(), sql.encode(), types)
         if result.status != pq.ExecStatus.COMMAND_OK:
             raise pg_errors.error_from_result(result, encoding="utf-8")
         known[name] = sql
