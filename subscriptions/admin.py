@@ -158,12 +158,24 @@ class SubscriberAdmin(admin.ModelAdmin):
         return obj.interests if len(obj.interests) <= 60 else obj.interests[:59] + "…"
 
     def save_model(self, request: HttpRequest, obj: Subscriber, form: Any, change: bool) -> None:
-        """An address added here still confirms it wants the digest, like a signup."""
+        """An address added here still confirms it wants the digest, like a signup; so does a
+        subscriber's address changed here (the new one gave no consent yet)."""
+        readdressed = change and "email" in form.changed_data
         if not change:
             obj.source = Subscriber.Source.ADMIN
+        elif readdressed and obj.status != Subscriber.Status.UNSUBSCRIBED:
+            obj.status = Subscriber.Status.PENDING
+            obj.confirmed_at = None
         super().save_model(request, obj, form, change)
-        if not change:
+        if not change or (readdressed and obj.status == Subscriber.Status.PENDING):
             transaction.on_commit(partial(tasks.send_confirmation.delay, obj.pk))
+            if change:
+                self.message_user(
+                    request,
+                    f"The address changed: {obj.email} gets a confirmation mail and no digest "
+                    "until it is confirmed.",
+                    messages.WARNING,
+                )
 
     # --- deleting: always through the service, so a suppressed address leaves its hash -------
 
@@ -209,9 +221,10 @@ class SubscriberAdmin(admin.ModelAdmin):
         self._apply(
             request,
             queryset,
-            services.resume,
+            partial(services.resume, by_owner=False),
             "Resumed",
-            "only paused or unsubscribed subscribers can be resumed",
+            "only paused subscribers can be resumed here; someone who unsubscribed must "
+            "subscribe again themselves",
         )
 
     @admin.action(description="Unsubscribe selected subscribers", permissions=["change"])

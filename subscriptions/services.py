@@ -188,13 +188,18 @@ def pause(subscriber: Subscriber) -> bool:
     return bool(changed)
 
 
-def resume(subscriber: Subscriber) -> bool:
+def resume(subscriber: Subscriber, *, by_owner: bool = True) -> bool:
     """Paused → confirmed; an unsubscribed subscriber who resumes from the manage page is
-    confirmed again too (the signed manage link proves they own the address)."""
+    confirmed again too (the signed manage link proves they own the address). An operator
+    (``by_owner=False``) resumes paused subscribers only: someone who left gave no consent
+    to mail again, whoever ticks the box in the admin."""
     now = timezone.now()
-    changed = Subscriber.objects.filter(
-        pk=subscriber.pk, status__in=[Subscriber.Status.PAUSED, Subscriber.Status.UNSUBSCRIBED]
-    ).update(status=Subscriber.Status.CONFIRMED, unsubscribed_at=None, updated_at=now)
+    resumable = [Subscriber.Status.PAUSED]
+    if by_owner:
+        resumable.append(Subscriber.Status.UNSUBSCRIBED)
+    changed = Subscriber.objects.filter(pk=subscriber.pk, status__in=resumable).update(
+        status=Subscriber.Status.CONFIRMED, unsubscribed_at=None, updated_at=now
+    )
     subscriber.refresh_from_db()
     return bool(changed)
 

@@ -32,6 +32,10 @@ class Invalid(Exception):
     """The token was tampered with, is for another purpose, or its subscriber is gone."""
 
 
+class Gone(Invalid):
+    """A genuine token whose subscriber was deleted (or whose address changed since)."""
+
+
 def max_age(purpose: str) -> timedelta | None:
     """Confirmation links expire with the pending signup; manage links after a while (a fresh
     one comes with every mail); unsubscribe links never, as mail clients keep them for long."""
@@ -67,5 +71,5 @@ def read_token(token: str, purpose: str) -> Subscriber:
         raise Invalid
     subscriber = Subscriber.objects.filter(pk=pk).first()
     if subscriber is None or _fingerprint(subscriber.email) != payload.get("e"):
-        raise Invalid
+        raise Gone
     return subscriber

@@ -4,6 +4,7 @@ local outbox viewer. Thin: the rules live in ``subscriptions.services``."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -157,11 +158,12 @@ def manage(request: HttpRequest, token: str) -> HttpResponse:
 
 
 def _status_action(request: HttpRequest, subscriber: Subscriber, action: str) -> None:
-    done = {
+    change: dict[str, Callable[[Subscriber], bool]] = {
         "pause": services.pause,
         "resume": services.resume,
         "unsubscribe": services.unsubscribe,
-    }[action](subscriber)
+    }
+    done = change[action](subscriber)
     text = {
         "pause": "Your digests are paused.",
         "resume": "Your digests are on again.",
@@ -215,22 +217,21 @@ def _delete(request: HttpRequest, subscriber: Subscriber) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     """GET shows a button; POST unsubscribes. The POST is also RFC 8058's one-click target:
-    no cookie, no CSRF token, no redirect, and the same answer however often it is sent."""
+    no cookie, no CSRF token, no redirect, and the same answer however often it is sent. A
+    genuine link whose subscriber was deleted answers that no mail will come (a mail provider
+    would otherwise report a failed unsubscribe). The page does not lead to the settings:
+    this link sits in every digest, forwarded ones included, and never expires; whoever holds
+    it may stop the mail, not read or change the subscription (the owner asks for a link)."""
     try:
         subscriber = _subscriber_for(token, tokens.UNSUBSCRIBE)
+    except tokens.Gone:
+        return render(request, "subscriptions/unsubscribed.html", {"subscriber": None})
     except (tokens.Expired, tokens.Invalid) as error:
         return _link_problem(request, error)
     if request.method == "GET":
         return render(request, "subscriptions/unsubscribe.html", {"subscriber": subscriber})
     services.unsubscribe(subscriber)
-    return render(
-        request,
-        "subscriptions/unsubscribed.html",
-        {
-            "subscriber": subscriber,
-            "manage_url": services.manage_url(subscriber),
-        },
-    )
+    return render(request, "subscriptions/unsubscribed.html", {"subscriber": subscriber})
 
 
 @require_http_methods(["GET", "POST"])

@@ -144,12 +144,14 @@ def test_pause_action_pauses_confirmed_and_skips_others(admin_client: Client) ->
     assert "Paused 1 subscriber." in body and "Skipped 1" in body
 
 
-def test_resume_action_confirms_paused(admin_client: Client) -> None:
+def test_resume_action_confirms_paused_and_never_revives_who_left(admin_client: Client) -> None:
     paused = SubscriberFactory(status=Subscriber.Status.PAUSED)
     pending = SubscriberFactory(status=Subscriber.Status.PENDING)
-    body = act(admin_client, "resume_selected", [paused, pending]).content.decode()
+    left = SubscriberFactory(status=Subscriber.Status.UNSUBSCRIBED)
+    body = act(admin_client, "resume_selected", [paused, pending, left]).content.decode()
     assert status_of(paused.email) == "confirmed" and status_of(pending.email) == "pending"
-    assert "Resumed 1 subscriber." in body
+    assert status_of(left.email) == "unsubscribed"
+    assert "Resumed 1 subscriber." in body and "Skipped 2" in body
 
 
 def test_unsubscribe_action_records_when(admin_client: Client) -> None:
@@ -487,3 +489,33 @@ def test_adding_by_hand_validates_like_signup_and_queues_confirmation(
         admin_client.post(CHANGELIST + "add/", {**form, "interests": "mamba"})
     person = Subscriber.objects.get()
     assert (person.status, person.source) == ("pending", "admin") and queued == [person.pk]
+
+
+def test_changing_an_address_by_hand_asks_the_new_one_to_confirm(
+    admin_client: Client, queued: list[int], commit: Callable[[], Any]
+) -> None:
+    """The new address gave no consent: it is pending (no digest) until it confirms; other
+    edits leave a confirmed subscriber confirmed."""
+    person = SubscriberFactory(email="old@example.org", interests="mamba")
+    form = {
+        "email": "old@example.org",
+        "interests": "mamba, state space models",
+        "frequency": "daily",
+        "weekday": 0,
+        "delivery_hour": 8,
+        "timezone": "UTC",
+        "max_papers": 10,
+    }
+    with commit():
+        admin_client.post(f"{CHANGELIST}{person.pk}/change/", form)
+    person.refresh_from_db()
+    assert person.status == "confirmed" and person.interests == "mamba, state space models"
+    assert queued == []
+    with commit():
+        page = admin_client.post(
+            f"{CHANGELIST}{person.pk}/change/", {**form, "email": "new@example.org"}, follow=True
+        )
+    person.refresh_from_db()
+    assert (person.email, person.status) == ("new@example.org", "pending")
+    assert person.confirmed_at is None
+    assert queued == [person.pk] and b"gets a confirmation mail" in page.content

@@ -566,3 +566,25 @@ def test_manage_preview_leaves_preferences_alone(
     )
     assert "Evaluating Deep Graph Neural Networks" in page.content.decode()
     assert Subscriber.objects.get().interests == "graphs"
+
+
+def test_the_unsubscribed_page_does_not_lead_to_the_settings(client: Client) -> None:
+    """The unsubscribe link sits in every digest (forwarded ones too) and never expires:
+    whoever holds it may stop the mail, but it must not hand out a manage link."""
+    subscriber = confirmed()
+    page = client.post(f"/unsubscribe/{tokens.make_token(subscriber, tokens.UNSUBSCRIBE)}/")
+    assert page.status_code == 200 and b"/manage/" not in page.content
+    assert b'href="/link/"' in page.content
+
+
+def test_one_click_for_a_deleted_subscriber_answers_that_no_mail_will_come() -> None:
+    subscriber = confirmed()
+    url = f"/unsubscribe/{tokens.make_token(subscriber, tokens.UNSUBSCRIBE)}/"
+    subscriber.delete()
+    mail_client = Client(enforce_csrf_checks=True)
+    response = mail_client.post(
+        url, "List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded"
+    )
+    assert response.status_code == 200 and b"no more digests" in response.content
+    forged = Client().post(url[:-3] + "xx/")
+    assert forged.status_code == 400  # a token that is not genuine is still refused
