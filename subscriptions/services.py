@@ -330,11 +330,20 @@ def lift_suppression(email: str) -> int:
 
 
 def purge_stale_pending(now: Any = None) -> int:
-    """Delete signups never confirmed within the confirmation window."""
+    """Signups not confirmed within the confirmation window: counted from the latest
+    confirmation mail (a link mailed on day 6 works its full window), not from the row's
+    creation. A person who had unsubscribed and was signed up again (perhaps by someone else)
+    goes back to unsubscribed, record kept; other stale signups are deleted. Returns how many
+    were deleted."""
     now = now or timezone.now()
     cutoff = now - timedelta(days=settings.PENDING_SIGNUP_DAYS)
-    # A suppressed address that was signed up again and never confirmed keeps its hash.
-    deleted, _ = delete_all(
-        Subscriber.objects.filter(status=Subscriber.Status.PENDING, created_at__lt=cutoff)
+    stale = Subscriber.objects.filter(status=Subscriber.Status.PENDING, created_at__lt=cutoff)
+    stale = stale.filter(
+        Q(confirmation_sent_at__isnull=True) | Q(confirmation_sent_at__lt=cutoff)
     )
+    stale.filter(unsubscribed_at__isnull=False).update(
+        status=Subscriber.Status.UNSUBSCRIBED, updated_at=now
+    )
+    # A suppressed address that was signed up again and never confirmed keeps its hash.
+    deleted, _ = delete_all(stale.filter(unsubscribed_at__isnull=True))
     return deleted

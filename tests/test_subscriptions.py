@@ -144,6 +144,38 @@ def test_stale_pending_signups_are_purged() -> None:
     ]
 
 
+def test_a_signup_mailed_again_lives_its_whole_window_from_the_latest_mail(
+    mailbox: list[Any], settings: Any
+) -> None:
+    """A pending signup that asked for a new link on day 6: that link works for the whole
+    window, so the row is not purged on day 8 (counted from its creation)."""
+    services.process_signup("late@example.org", {"interests": "graphs"})
+    person = Subscriber.objects.get()
+    days = settings.PENDING_SIGNUP_DAYS
+    with time_machine.travel(timezone.now() + timedelta(days=days - 1)):
+        assert services.process_link_request("late@example.org") == "confirmation sent"
+    with time_machine.travel(timezone.now() + timedelta(days=days + 1)):
+        assert services.purge_stale_pending() == 0
+    with time_machine.travel(timezone.now() + timedelta(days=2 * days)):
+        assert services.purge_stale_pending() == 1
+    assert not Subscriber.objects.filter(pk=person.pk).exists()
+
+
+def test_someone_who_left_signed_up_again_by_anyone_goes_back_to_unsubscribed(
+    mailbox: list[Any], settings: Any
+) -> None:
+    """Signing up an address that had unsubscribed makes it pending; left unconfirmed, it goes
+    back to unsubscribed (its record and opt-out kept), not deleted."""
+    person = confirmed("left@example.org")
+    services.unsubscribe(person)
+    services.process_signup("left@example.org", {"interests": "graphs"})
+    assert Subscriber.objects.get().status == "pending"
+    later = timezone.now() + timedelta(days=settings.PENDING_SIGNUP_DAYS + 1)
+    assert services.purge_stale_pending(later) == 0
+    person.refresh_from_db()
+    assert person.status == "unsubscribed" and person.unsubscribed_at is not None
+
+
 # --- no enumeration ----------------------------------------------------------------------------
 
 
