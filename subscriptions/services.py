@@ -108,7 +108,9 @@ def send_confirmation(subscriber: Subscriber) -> str:
             {
                 "confirm_url": confirm_url(subscriber),
                 "valid_days": settings.PENDING_SIGNUP_DAYS,
-                "interests": subscriber.interests,
+                # Nothing typed into the form is repeated: anyone can make this mail go to
+                # any address, and it must not carry a stranger's text (the settings page,
+                # after confirming, shows the interests).
             },
         )
     Subscriber.objects.filter(pk=subscriber.pk).update(
@@ -338,9 +340,7 @@ def purge_stale_pending(now: Any = None) -> int:
     now = now or timezone.now()
     cutoff = now - timedelta(days=settings.PENDING_SIGNUP_DAYS)
     stale = Subscriber.objects.filter(status=Subscriber.Status.PENDING, created_at__lt=cutoff)
-    stale = stale.filter(
-        Q(confirmation_sent_at__isnull=True) | Q(confirmation_sent_at__lt=cutoff)
-    )
+    stale = stale.filter(Q(confirmation_sent_at__isnull=True) | Q(confirmation_sent_at__lt=cutoff))
     stale.filter(unsubscribed_at__isnull=False).update(
         status=Subscriber.Status.UNSUBSCRIBED, updated_at=now
     )

@@ -37,9 +37,9 @@ def _within_limits(request: HttpRequest, scope: str, email: str | None) -> bool:
     )
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def subscribe(request: HttpRequest) -> HttpResponse:
-    if request.method == "GET":
+    if request.method != "POST":
         return render(request, "subscriptions/subscribe.html", {"form": SubscribeForm()})
     form = SubscribeForm(request.POST)
     if request.POST.get("preview"):
@@ -104,13 +104,13 @@ def _subscriber_for(token: str, purpose: str) -> Subscriber:
     return tokens.read_token(token, purpose)
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def confirm(request: HttpRequest, token: str) -> HttpResponse:
     try:
         subscriber = _subscriber_for(token, tokens.CONFIRM)
     except (tokens.Expired, tokens.Invalid) as error:
         return _link_problem(request, error)
-    if request.method == "GET":
+    if request.method != "POST":
         # Mail scanners follow links: only the button (a POST) confirms.
         return render(request, "subscriptions/confirm.html", {"subscriber": subscriber})
     services.confirm(subscriber)
@@ -127,15 +127,15 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
 MANAGE_ACTIONS = ("save", "pause", "resume", "unsubscribe", "delete")
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def manage(request: HttpRequest, token: str) -> HttpResponse:
     try:
         subscriber = _subscriber_for(token, tokens.MANAGE)
     except (tokens.Expired, tokens.Invalid) as error:
         return _link_problem(request, error)
-    if request.method == "GET" and request.GET.get("download") == "json":
+    if request.method != "POST" and request.GET.get("download") == "json":
         return _download(subscriber)
-    if request.method == "GET":
+    if request.method != "POST":
         return _manage_page(request, subscriber, PreferencesForm(instance=subscriber))
     action = request.POST.get("action", "save")
     if action == "preview":
@@ -214,7 +214,7 @@ def _delete(request: HttpRequest, subscriber: Subscriber) -> HttpResponse:
 
 
 @csrf_exempt
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     """GET shows a button; POST unsubscribes. The POST is also RFC 8058's one-click target:
     no cookie, no CSRF token, no redirect, and the same answer however often it is sent. A
@@ -228,16 +228,16 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         return render(request, "subscriptions/unsubscribed.html", {"subscriber": None})
     except (tokens.Expired, tokens.Invalid) as error:
         return _link_problem(request, error)
-    if request.method == "GET":
+    if request.method != "POST":
         return render(request, "subscriptions/unsubscribe.html", {"subscriber": subscriber})
     services.unsubscribe(subscriber)
     return render(request, "subscriptions/unsubscribed.html", {"subscriber": subscriber})
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def request_link(request: HttpRequest) -> HttpResponse:
     form = LinkRequestForm(request.POST or None)
-    if request.method == "GET" or not form.is_valid():
+    if request.method != "POST" or not form.is_valid():
         status = 400 if request.method == "POST" else 200
         return render(request, "subscriptions/request_link.html", {"form": form}, status=status)
     email = form.cleaned_data["email"]

@@ -223,6 +223,8 @@ def test_preview_shows_the_digest_with_scores_and_reasons_and_saves_nothing(
     assert "<img src=x" not in html
     assert any("Nothing was saved or sent" in m for m in messages_of(response))
     assert not Digest.objects.exists() and not DigestItem.objects.exists()
+    # Staff who may only view subscribers get none of the subscriber's live links.
+    assert "/manage/" not in html and "/unsubscribe/" not in html and "/link/" in html
 
 
 def test_preview_leaves_out_papers_the_subscriber_already_had(

@@ -78,20 +78,21 @@ def pick(subscriber: Subscriber) -> tuple[list[PreviewItem], datetime | None, in
 
 
 def preview_digest(subscriber: Subscriber, now: datetime | None = None) -> DigestPreview:
-    """What ``subscriber`` would get if their digest were made now (links are theirs)."""
+    """What ``subscriber`` would get if their digest were made now. Its manage and unsubscribe
+    links lead to the "mail me a link" page: staff who may only view subscribers must not
+    hold a subscriber's live links."""
     now = now or timezone.now()
     items, start, candidates = pick(subscriber)
     period = current_period(subscriber, now)
     topics, interests = topic_labels(subscriber.interests)
-    saved = subscriber.pk is not None
     content = DigestContent(
         digest_id=0,
         to=subscriber.email,
         period_label=period_label(period),
         papers=[_digest_paper(item) for item in items],
         topics=topics,
-        manage_url=services.manage_url(subscriber) if saved else _neutral_link(),
-        unsubscribe_url=services.unsubscribe_url(subscriber) if saved else _neutral_link(),
+        manage_url=_neutral_link(),
+        unsubscribe_url=_neutral_link(),
         archive_url=services.absolute(reverse("home")),
         why=why_sentence(period, topics, interests),
         fingerprint="preview",
@@ -120,10 +121,8 @@ def operator_test_message(subscriber: Subscriber, to: str) -> EmailMultiAlternat
         f"the interests: {interests}" if interests else "no interests (the top trending papers)"
     )
     content = dataclasses.replace(
-        preview.content,
+        preview.content,  # its links already touch no real subscription
         to=to,
-        manage_url=_neutral_link(),
-        unsubscribe_url=_neutral_link(),
         why=(
             f"This is a test digest sent by an operator of {settings.SITE_NAME}: it shows what a "
             f"subscriber with {wanted} would get now."
