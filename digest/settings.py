@@ -199,6 +199,7 @@ CONFIRMATION_INTERVAL_MINUTES = env_int("CONFIRMATION_INTERVAL_MINUTES", 10, min
 LIST_UNSUBSCRIBE_MAILTO = env_str("LIST_UNSUBSCRIBE_MAILTO")
 # Fixed windows: at most N requests per window, counted in the cache (Redis when configured).
 SIGNUP_LIMIT_PER_IP = env_int("SIGNUP_LIMIT_PER_IP", 10, minimum=1)
+PREVIEW_LIMIT_PER_IP = env_int("PREVIEW_LIMIT_PER_IP", 60, minimum=1)  # anonymous previews
 SIGNUP_LIMIT_PER_ADDRESS = env_int("SIGNUP_LIMIT_PER_ADDRESS", 3, minimum=1)
 SIGNUP_LIMIT_WINDOW_SECONDS = env_int("SIGNUP_LIMIT_WINDOW_SECONDS", 3600, minimum=1)
 PURGE_PENDING_HOURS = env_int("PURGE_PENDING_HOURS", 6, minimum=1)

@@ -26,6 +26,9 @@ from subscriptions.models import Subscriber
 TOO_MANY = "Too many requests. Please wait a while and try again."
 
 
+TOO_MANY_PREVIEWS = "Too many previews from your network just now: try again a little later."
+
+
 def _within_limits(request: HttpRequest, scope: str, email: str | None) -> bool:
     window = settings.SIGNUP_LIMIT_WINDOW_SECONDS
     if not ratelimit.allow(
@@ -78,10 +81,19 @@ def _preview(form: PreferencesForm) -> _PreviewResult:
 
 
 def _preview_page(request: HttpRequest, form: SubscribeForm) -> HttpResponse:
-    preview = _preview(form)
+    # A preview matches the whole latest listing (and may embed new topics): anonymous
+    # visitors get PREVIEW_LIMIT_PER_IP of them per SIGNUP_LIMIT_WINDOW_SECONDS.
+    allowed = ratelimit.allow(
+        "preview-ip",
+        client_ip(request) or "unknown",
+        settings.PREVIEW_LIMIT_PER_IP,
+        settings.SIGNUP_LIMIT_WINDOW_SECONDS,
+    )
+    preview = _preview(form) if allowed else _PreviewResult(error=TOO_MANY_PREVIEWS)
     # Show what was typed without flagging the fields a preview does not need (the address).
     fresh = SubscribeForm(initial={k: v for k, v in request.POST.items() if k != "website"})
-    return render(request, "subscriptions/subscribe.html", {"form": fresh, "preview": preview})
+    context = {"form": fresh, "preview": preview}
+    return render(request, "subscriptions/subscribe.html", context, status=200 if allowed else 429)
 
 
 def check_inbox(request: HttpRequest) -> HttpResponse:

@@ -643,3 +643,16 @@ def test_head_requests_are_answered_like_get_and_change_nothing(client: Client) 
         assert response.status_code == 200, path
     assert Subscriber.objects.get(pk=subscriber.pk).status == "confirmed"
     assert Subscriber.objects.get(pk=pending.pk).status == "pending"
+
+
+def test_anonymous_previews_are_rate_limited_per_ip(
+    client: Client, seed_listing: None, settings: Any
+) -> None:
+    settings.PREVIEW_LIMIT_PER_IP = 2
+    ask = {**SIGNUP, "interests": "federated learning", "preview": "1"}
+    pages = [client.post("/subscribe/", ask) for _ in range(3)]
+    assert [page.status_code for page in pages] == [200, 200, 429]
+    assert "Too many previews" in pages[2].content.decode()
+    assert "FedD2S" not in pages[2].content.decode()  # nothing was matched for it
+    assert "federated learning</textarea>" in pages[2].content.decode()  # what was typed stays
+    assert Client(REMOTE_ADDR="10.9.8.7").post("/subscribe/", ask).status_code == 200
