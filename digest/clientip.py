@@ -29,3 +29,21 @@ def client_ip(request: HttpRequest) -> str | None:
         return str(ipaddress.ip_address(candidate))
     except ValueError:
         return remote
+
+
+def client_network(request: HttpRequest) -> str:
+    """What a rate limit counts: the client's IPv4 address, or the /64 network of an IPv6
+    one (a single subscriber line gets a whole /64, so counting addresses would let one
+    client use billions of them); "unknown" when the request has none."""
+    ip = client_ip(request)
+    if ip is None:
+        return "unknown"
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:  # an IPv4 client on an IPv6 socket
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)

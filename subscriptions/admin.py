@@ -59,6 +59,11 @@ class SubscriberAdminForm(PreferencesForm):
     def clean_email(self) -> str:
         email: str = self.cleaned_data["email"]
         changed = self.instance.pk is None or email.lower() != self.instance.email.lower()
+        if changed and Subscriber.objects.filter(email__iexact=email).exists():
+            raise forms.ValidationError(
+                "A subscriber with this address exists already (addresses are compared "
+                "without regard to case)."
+            )
         if changed and services.is_suppressed_address(email):
             raise forms.ValidationError(
                 "This address belonged to a subscriber who was deleted after repeated delivery "

@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from digest.clientip import client_ip
+from digest.clientip import client_network
 from digest.matching import service as matching
 from subscriptions import outbox as outbox_files
 from subscriptions import ratelimit, services, tasks, tokens
@@ -32,7 +32,7 @@ TOO_MANY_PREVIEWS = "Too many previews from your network just now: try again a l
 def _within_limits(request: HttpRequest, scope: str, email: str | None) -> bool:
     window = settings.SIGNUP_LIMIT_WINDOW_SECONDS
     if not ratelimit.allow(
-        f"{scope}-ip", client_ip(request) or "unknown", settings.SIGNUP_LIMIT_PER_IP, window
+        f"{scope}-ip", client_network(request), settings.SIGNUP_LIMIT_PER_IP, window
     ):
         return False
     return email is None or ratelimit.allow(
@@ -85,7 +85,7 @@ def _preview_page(request: HttpRequest, form: SubscribeForm) -> HttpResponse:
     # visitors get PREVIEW_LIMIT_PER_IP of them per SIGNUP_LIMIT_WINDOW_SECONDS.
     allowed = ratelimit.allow(
         "preview-ip",
-        client_ip(request) or "unknown",
+        client_network(request),
         settings.PREVIEW_LIMIT_PER_IP,
         settings.SIGNUP_LIMIT_WINDOW_SECONDS,
     )

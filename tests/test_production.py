@@ -351,6 +351,40 @@ def test_client_ip_trusts_only_as_many_forwarded_entries_as_there_are_proxies(
     assert ip("10.0.0.2", "192.0.2.1, 198.51.100.7, 172.16.0.9") == "198.51.100.7"
 
 
+def test_rate_limits_count_an_ipv6_client_by_its_64_network(rf: Any) -> None:
+    from digest.clientip import client_network
+
+    def network(remote: str) -> str:
+        return client_network(rf.get("/", REMOTE_ADDR=remote))
+
+    assert network("2001:db8:1:2:aaaa::1") == network("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert network("2001:db8:1:3::1") != network("2001:db8:1:2::1")
+    assert network("198.51.100.7") == "198.51.100.7"
+    assert network("::ffff:198.51.100.7") == "198.51.100.7"  # an IPv4 client on a v6 socket
+
+
+def test_signups_from_one_ipv6_network_share_one_limit(
+    client: Client, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("subscriptions.tasks.process_signup.delay", lambda *a: None)
+    settings.SIGNUP_LIMIT_PER_IP = 2
+    form = {
+        "interests": "graphs",
+        "frequency": "daily",
+        "weekday": 0,
+        "delivery_hour": 8,
+        "timezone": "UTC",
+        "max_papers": 10,
+    }
+    codes = [
+        Client(REMOTE_ADDR=f"2001:db8:1:2::{i + 1}")
+        .post("/subscribe/", {**form, "email": f"u{i}@example.org"})
+        .status_code
+        for i in range(3)
+    ]
+    assert codes == [302, 302, 429]
+
+
 def test_a_successful_login_resets_the_failure_count(staff: User) -> None:
     for _ in range(2):
         assert login("ops", "wrong") == 200

@@ -519,3 +519,21 @@ def test_changing_an_address_by_hand_asks_the_new_one_to_confirm(
     assert (person.email, person.status) == ("new@example.org", "pending")
     assert person.confirmed_at is None
     assert queued == [person.pk] and b"gets a confirmation mail" in page.content
+
+
+def test_adding_an_address_that_exists_in_another_case_says_so(
+    admin_client: Client, queued: list[int]
+) -> None:
+    SubscriberFactory(email="ada@example.org")
+    form = {
+        "email": "ADA@example.org",
+        "interests": "mamba",
+        "frequency": "daily",
+        "weekday": 0,
+        "delivery_hour": 8,
+        "timezone": "UTC",
+        "max_papers": 10,
+    }
+    page = admin_client.post(CHANGELIST + "add/", form)
+    assert page.status_code == 200 and "exists already" in page.content.decode()
+    assert Subscriber.objects.count() == 1 and queued == []
