@@ -192,16 +192,27 @@ def pause(subscriber: Subscriber) -> bool:
 
 def resume(subscriber: Subscriber, *, by_owner: bool = True) -> bool:
     """Paused → confirmed; an unsubscribed subscriber who resumes from the manage page is
-    confirmed again too (the signed manage link proves they own the address). An operator
+    confirmed again too (the signed manage link proves they own the address), and delivery
+    stopped by repeated refusals starts again (the link reached them by mail). An operator
     (``by_owner=False``) resumes paused subscribers only: someone who left gave no consent
-    to mail again, whoever ticks the box in the admin."""
+    to mail again, whoever ticks the box in the admin (suppression has its own action)."""
     now = timezone.now()
-    resumable = [Subscriber.Status.PAUSED]
+    mine = Subscriber.objects.filter(pk=subscriber.pk)
     if by_owner:
-        resumable.append(Subscriber.Status.UNSUBSCRIBED)
-    changed = Subscriber.objects.filter(pk=subscriber.pk, status__in=resumable).update(
-        status=Subscriber.Status.CONFIRMED, unsubscribed_at=None, updated_at=now
-    )
+        changed = mine.filter(
+            Q(status__in=[Subscriber.Status.PAUSED, Subscriber.Status.UNSUBSCRIBED])
+            | Q(status=Subscriber.Status.CONFIRMED, suppressed_at__isnull=False)
+        ).update(
+            status=Subscriber.Status.CONFIRMED,
+            unsubscribed_at=None,
+            suppressed_at=None,
+            hard_failures=0,
+            updated_at=now,
+        )
+    else:
+        changed = mine.filter(status=Subscriber.Status.PAUSED).update(
+            status=Subscriber.Status.CONFIRMED, unsubscribed_at=None, updated_at=now
+        )
     subscriber.refresh_from_db()
     return bool(changed)
 

@@ -656,3 +656,17 @@ def test_anonymous_previews_are_rate_limited_per_ip(
     assert "FedD2S" not in pages[2].content.decode()  # nothing was matched for it
     assert "federated learning</textarea>" in pages[2].content.decode()  # what was typed stays
     assert Client(REMOTE_ADDR="10.9.8.7").post("/subscribe/", ask).status_code == 200
+
+
+def test_the_owner_can_resume_delivery_stopped_by_repeated_refusals(
+    client: Client, manage_url: str
+) -> None:
+    """Suppressed after hard bounces, the subscriber still shows as confirmed: the manage page
+    (which reached them by mail) says delivery stopped and resumes it."""
+    Subscriber.objects.update(suppressed_at=timezone.now(), hard_failures=2)
+    page = client.get(manage_url).content.decode()
+    assert 'id="suppressed"' in page and 'id="resume-delivery"' in page
+    client.post(manage_url, {"action": "resume"})
+    person = Subscriber.objects.get()
+    assert (person.status, person.suppressed_at, person.hard_failures) == ("confirmed", None, 0)
+    assert 'id="suppressed"' not in client.get(manage_url).content.decode()
