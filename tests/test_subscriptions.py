@@ -670,3 +670,13 @@ def test_the_owner_can_resume_delivery_stopped_by_repeated_refusals(
     person = Subscriber.objects.get()
     assert (person.status, person.suppressed_at, person.hard_failures) == ("confirmed", None, 0)
     assert 'id="suppressed"' not in client.get(manage_url).content.decode()
+
+
+def test_a_preview_keeps_the_chosen_zone_from_the_browser_guess(
+    client: Client, seed_listing: None
+) -> None:
+    """The page after a preview shows what was chosen (UTC on purpose, say): the script that
+    preselects the browser's zone acts only on a fresh form."""
+    assert b"data-guess-timezone" in client.get("/subscribe/").content
+    page = client.post("/subscribe/", {**SIGNUP, "timezone": "UTC", "preview": "1"})
+    assert page.status_code == 200 and b"data-guess-timezone" not in page.content
