@@ -308,7 +308,8 @@ def spin(seconds: float) -> None:
     """Pure-Python work for ``seconds``; prints how much was done."""
     end, done = time.perf_counter() + seconds, 0
     while time.perf_counter() < end:
-        done += sum(range(10_000)) and 1
+        sum(range(10_000))
+        done += 1
     print(done)
 
 

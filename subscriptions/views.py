@@ -24,16 +24,15 @@ from subscriptions.forms import LinkRequestForm, PreferencesForm, SubscribeForm
 from subscriptions.models import Subscriber
 
 TOO_MANY = "Too many requests. Please wait a while and try again."
-
-
 TOO_MANY_PREVIEWS = "Too many previews from your network just now: try again a little later."
 
 
-def _within_limits(request: HttpRequest, scope: str, email: str | None) -> bool:
+def _within_limits(
+    request: HttpRequest, scope: str, email: str | None, per_ip: int | None = None
+) -> bool:
     window = settings.SIGNUP_LIMIT_WINDOW_SECONDS
-    if not ratelimit.allow(
-        f"{scope}-ip", client_network(request), settings.SIGNUP_LIMIT_PER_IP, window
-    ):
+    per_ip = per_ip or settings.SIGNUP_LIMIT_PER_IP
+    if not ratelimit.allow(f"{scope}-ip", client_network(request), per_ip, window):
         return False
     return email is None or ratelimit.allow(
         f"{scope}-address", email, settings.SIGNUP_LIMIT_PER_ADDRESS, window
@@ -83,12 +82,7 @@ def _preview(form: PreferencesForm) -> _PreviewResult:
 def _preview_page(request: HttpRequest, form: SubscribeForm) -> HttpResponse:
     # A preview matches the whole latest listing (and may embed new topics): anonymous
     # visitors get PREVIEW_LIMIT_PER_IP of them per SIGNUP_LIMIT_WINDOW_SECONDS.
-    allowed = ratelimit.allow(
-        "preview-ip",
-        client_network(request),
-        settings.PREVIEW_LIMIT_PER_IP,
-        settings.SIGNUP_LIMIT_WINDOW_SECONDS,
-    )
+    allowed = _within_limits(request, "preview", None, settings.PREVIEW_LIMIT_PER_IP)
     preview = _preview(form) if allowed else _PreviewResult(error=TOO_MANY_PREVIEWS)
     # Show what was typed without flagging the fields a preview does not need (the address).
     fresh = SubscribeForm(initial={k: v for k, v in request.POST.items() if k != "website"})

@@ -18,7 +18,6 @@ from django.utils import timezone
 
 from digest.delivery import statement
 from digest.delivery.schedule import DAILY, WEEKLY, local_now, zone
-from digest.delivery.statement import array_parameter
 from digest.models import DeliveryControl, Digest
 from subscriptions.models import Subscriber
 
@@ -91,7 +90,7 @@ def create_digests(subscriber_ids: list[int], period: str) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {q(Digest._meta.db_table)} ({columns}) "  # noqa: S608
-            f"SELECT owner, {typed} FROM unnest({array_parameter(owner)}) AS owner "
+            f"SELECT owner, {typed} FROM unnest({statement.array_parameter(owner)}) AS owner "
             "ON CONFLICT DO NOTHING",
             [*values, subscriber_ids],
         )

@@ -66,7 +66,7 @@ class ChunkResult:
 
 def _windows(subscriber_ids: list[int], exclude: list[int]) -> dict[int, datetime | None]:
     """When each subscriber's previous digest was made (None: this is their first). A failed
-    one does not count: it did not reach them (see ``release_failed``). Retention keeps the
+    one does not count: it did not reach them (see ``_fail``). Retention keeps the
     digest this finds (``retention.WINDOW_STARTS``)."""
     previous = (
         Digest.objects.filter(subscriber_id__in=subscriber_ids)
@@ -417,22 +417,18 @@ def _transient(error: Exception) -> bool:
     return isinstance(error, TRANSIENT)
 
 
-def release_failed(digest_ids: list[int]) -> None:
-    """The items of these digests, where they failed, are let go: a digest the server refused
-    for good (or too large to send) did not reach its reader, so its papers are not theirs
-    (a subscriber never gets a paper twice, and is not to miss one either) and the next digest
-    may carry them: its window starts at the last digest that did not fail. A digest given up
-    on after the retry window keeps its items: an attempt that timed out after the message
-    was handed over may have arrived."""
-    DigestItem.objects.filter(digest__in=digest_ids, digest__state=Digest.State.FAILED).delete()
-
-
 def _fail(digest: Digest, error: Exception) -> None:
+    """Mark ``digest`` failed and let its papers go: a digest the server refused for good (or
+    too large to send) did not reach its reader, so its papers are not theirs (a subscriber
+    never gets a paper twice, and is not to miss one either) and the next digest may carry
+    them: its window starts at the last digest that did not fail. A digest given up on after
+    the retry window (``expire_stale_pending``) keeps its items: an attempt that timed out
+    after the message was handed over may have arrived."""
     with transaction.atomic():
         Digest.objects.filter(pk=digest.pk).update(
             state=Digest.State.FAILED, error=f"{type(error).__name__}: {error}"[:2000]
         )
-        release_failed([digest.pk])
+        DigestItem.objects.filter(digest=digest).delete()
     if not isinstance(error, smtplib.SMTPRecipientsRefused):
         # Only the recipient's own server refusing the address counts against it: a refused
         # sender, a rejected message or a too-large digest says nothing about the mailbox.
@@ -605,7 +601,7 @@ def process_chunk(digest_ids: list[int]) -> ChunkResult:
 
 def expire_stale_pending(now: datetime) -> int:
     """Digests still pending after the retry window failed for transient reasons: give up.
-    Their items stay (see ``release_failed``)."""
+    Their items stay (see ``_fail``)."""
     cutoff = now - timedelta(minutes=settings.SMTP_RETRY_WINDOW_MINUTES)
     return (
         Digest.objects.filter(state=Digest.State.PENDING, created_at__lt=cutoff)
