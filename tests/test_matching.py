@@ -43,6 +43,11 @@ def titles(m: Matcher, interests: str, limit: int = 10) -> list[str]:
         ("quantization", ["quantiz"]),
         ("quantized", ["quantiz"]),
         ("LLMs", ["llm"]),
+        ("llms", ["llm"]),
+        ("GNNs and VLMs", ["gnn", "vlm"]),
+        ("wider, deeper, smaller, bigger, easiest", ["wide", "deep", "small", "big", "easi"]),
+        ("better", ["good"]),
+        ("transformers and layers", ["transform", "layer"]),
         ("mixture-of-experts", ["mixtur", "expert"]),
         ("the state of the art", ["state", "art"]),
     ],
@@ -71,6 +76,19 @@ def test_acronyms_and_expansions_match_each_other(text: str, other: list[str]) -
 def test_inflections_match() -> None:
     m = matcher(paper("Quantized transformers on phones", "We quantize weights to 4 bits."))
     assert titles(m, "quantization") == ["Quantized transformers on phones"]
+
+
+def test_comparatives_match_their_adjective() -> None:
+    m = matcher(paper("Go wider instead of deeper", "Wider layers beat deeper stacks."))
+    assert titles(m, "wide vs deep") == ["Go wider instead of deeper"]
+
+
+@pytest.mark.parametrize("typed", ["LLMs", "llms", "code generation with LLMs"])
+def test_an_acronym_plural_typed_in_a_profile_matches_the_papers(typed: str) -> None:
+    # The parser lower-cases what was typed; "LLMs" must still meet the papers' "LLM".
+    code = paper("Code generation with LLMs", "An LLM writes code; LLMs generate programs.")
+    m = matcher(code)
+    assert titles(m, typed) == ["Code generation with LLMs"]
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from digest.matching.text import singular_acronyms
+
 MAX_CHARS = 500
 MAX_TOPICS = 20
 MAX_WORDS_PER_TOPIC = 8
@@ -27,7 +29,7 @@ STOP_WORDS = frozenset(
     """a an and are as at be but by for from how i in into is it its me my of on or our
     papers paper please so some such that the their them these this those to us via want
     we what when which while who with about any all more most new recent research study
-    studies stuff things topic topics interested interest like""".split()
+    studies stuff things topic topics interested interest like vs versus""".split()
 )
 
 _SEPARATORS = re.compile(r"[,;\n\r]")
@@ -66,7 +68,9 @@ class Profile:
 
 
 def words_of(text: str) -> list[str]:
-    return [w.lower() for w in _WORD.findall(text)]
+    """Lower-case words; an acronym's plural ("LLMs") is made singular first, while its case
+    still tells it is one, as the papers' text is."""
+    return [w.lower() for w in _WORD.findall(singular_acronyms(text))]
 
 
 def _split_topics(text: str) -> list[str]:

@@ -1,8 +1,9 @@
 """Turning text into matching terms: words, stems, and adjacent-word pairs.
 
 The same function handles papers and interests, so "quantize", "quantization" and "quantized"
-meet at one stem, and "LLMs" meets "LLM". Stop words are dropped before pairs are formed, so
-"mixture of experts" and "mixture-of-experts" give the same pair.
+meet at one stem, "LLMs" (or "llms") meets "LLM", and "wider" meets "wide". Stop words are
+dropped before pairs are formed, so "mixture of experts" and "mixture-of-experts" give the
+same pair.
 """
 
 from __future__ import annotations
@@ -29,19 +30,57 @@ STOP_WORDS = frozenset(
     theirs them themselves then there these they this those through to too under until up
     us very was we were what when where which while who whom why will with would you your
     yours yourself via using use used based towards toward new novel approach method methods
-    paper propose proposed show shows results study et al""".split()
+    paper propose proposed show shows results study et al vs versus""".split()
 )
+
+
+# Adjectives the field compares ("wider", "deeper", "smallest"). The Snowball stemmer leaves
+# comparatives and superlatives alone, so they are folded onto the adjective first. A short,
+# maintained list, as with the acronyms: a rule on any "-er" word would turn "transformer"
+# into "transform".
+GRADABLE = """big bright broad cheap clean clear close coarse cold deep dense dim dumb early
+    easy fair fast few fine flat fresh great hard heavy high hot large late lazy lean light
+    long loose low narrow noisy quick rich rough safe sharp shallow short simple slim slow
+    small smart smooth soft sparse steep strong thick thin tight tiny tough weak wide young""".split()
+_IRREGULAR = {"better": "good", "best": "good", "worse": "bad", "worst": "bad"}
+
+
+def _graded(adjective: str) -> list[str]:
+    """The comparative and superlative of a regular adjective."""
+    if adjective.endswith("e"):
+        return [adjective + "r", adjective + "st"]
+    if adjective.endswith("y") and adjective[-2] not in "aeiou":
+        return [adjective[:-1] + "ier", adjective[:-1] + "iest"]
+    consonants = "bcdfghjklmnpqrstvz"
+    if (
+        len(adjective) > 2
+        and adjective[-1] in consonants.replace("w", "")
+        and adjective[-2] in "aeiou"
+        and adjective[-3] in consonants
+        and adjective[-3:-1] != "ee"
+    ):
+        return [adjective + adjective[-1] + "er", adjective + adjective[-1] + "est"]
+    return [adjective + "er", adjective + "est"]
+
+
+_BASE_FORM = {form: base for base in GRADABLE for form in _graded(base)} | _IRREGULAR
 
 
 @lru_cache(maxsize=200_000)
 def stem(word: str) -> str:
-    return str(_STEMMER.stemWord(word))
+    return str(_STEMMER.stemWord(_BASE_FORM.get(word, word)))
+
+
+def singular_acronyms(text: str) -> str:
+    """ "LLMs" -> "LLM", "GNNs" -> "GNN": upper-case acronyms with a plural s."""
+    return _ACRONYM_PLURAL.sub(r"\1", text)
 
 
 def words(text: str) -> list[str]:
-    """Lower-case word tokens, acronym plurals made singular, stop words kept."""
-    text = _ACRONYM_PLURAL.sub(r"\1", text)
-    return [w.lower() for w in _TOKEN.findall(text)]
+    """Lower-case word tokens, acronym plurals made singular, stop words kept. A known acronym
+    typed in lower case ("llms") is made singular too."""
+    out = [w.lower() for w in _TOKEN.findall(singular_acronyms(text))]
+    return [w[:-1] if w[-1] == "s" and w[:-1] in ACRONYMS else w for w in out]
 
 
 def terms(text: str) -> list[str]:
