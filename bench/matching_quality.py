@@ -184,8 +184,8 @@ def main() -> None:
         "lexical": run_matcher(Matcher(index), papers, profiles),
     }
     if semantic.available():
-        vectors = semantic.embed([semantic.paper_text(p.title, p.abstract) for p in papers])
-        scorer = semantic.EmbeddingScorer(vectors)
+        whole, passages = semantic.embed_papers([(p.title, p.abstract) for p in papers])
+        scorer = semantic.EmbeddingScorer(semantic.PaperVectors.of(whole, passages))
         results["hybrid"] = run_matcher(Matcher(index, semantic=scorer), papers, profiles)
     else:
         print("semantic extra not installed: the hybrid is not measured", file=sys.stderr)

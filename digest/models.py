@@ -131,6 +131,11 @@ class PaperEmbedding(models.Model):
     paper = models.OneToOneField(Paper, on_delete=models.CASCADE, related_name="embedding")
     model = models.CharField(max_length=100)
     vector = models.BinaryField(help_text="little-endian float32, unit length")
+    passages = models.BinaryField(
+        null=True,
+        help_text="one little-endian float16 row per abstract sentence; empty on rows made "
+        "before passages were embedded (filled in when the paper is next a candidate)",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

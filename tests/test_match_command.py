@@ -6,6 +6,7 @@ import io
 import json
 from typing import Any
 
+import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -111,8 +112,54 @@ def test_embeddings_are_computed_once_and_kept(semantic_extra: None, today_2026:
     stored = {e.paper_id: bytes(e.vector) for e in PaperEmbedding.objects.all()}
     matcher.rank(parse_interests("Bayesian deep learning"), 5)
     assert TopicEmbedding.objects.filter(text="Bayesian deep learning").exists()
-    matcher_for(papers)
+    assert all(e.passages for e in PaperEmbedding.objects.all())
+    first = matcher.rank(parse_interests("Bayesian deep learning"), 5)
+    again = matcher_for(papers)
     assert {e.paper_id: bytes(e.vector) for e in PaperEmbedding.objects.all()} == stored
+    # Computed now or read back later, a paper scores the same.
+    assert again.rank(parse_interests("Bayesian deep learning"), 5) == first
+
+
+def _fake_embed_papers(calls: list[int]) -> Any:
+    """Stands in for the model: a paper's vectors follow from its title alone."""
+
+    def embed_papers(papers: Any) -> Any:
+        calls.append(len(papers))
+        whole, passages = [], []
+        for title, _abstract in papers:
+            seed = sum(map(ord, title)) % 1000
+            rows = np.random.default_rng(seed).normal(size=(3, semantic.DIMENSIONS))
+            rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+            whole.append(rows[0].astype(np.float32))
+            passages.append(rows.astype(np.float32))
+        return np.stack(whole), passages
+
+    return embed_papers
+
+
+@pytest.mark.django_db
+def test_embeddings_kept_from_before_passages_get_their_passages(
+    today_2026: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ingest_path(SEED, IngestOptions(source="test"))
+    papers = candidate_papers()[:6]
+    calls: list[int] = []
+    monkeypatch.setattr(semantic, "embed_papers", _fake_embed_papers(calls))
+    old_vector = semantic.to_bytes(np.ones(semantic.DIMENSIONS, dtype=np.float32) / 20)
+    for paper in papers[:4]:  # as stored before passages were embedded
+        PaperEmbedding.objects.create(paper=paper, model=semantic.MODEL_NAME, vector=old_vector)
+    vectors = service.paper_vectors(papers)
+    assert calls == [6]  # 4 without passages, 2 without any row: one batch
+    rows = {e.paper_id: e for e in PaperEmbedding.objects.all()}
+    assert len(rows) == 6 and all(e.passages for e in rows.values())
+    assert all(bytes(rows[p.pk].vector) == old_vector for p in papers[:4])  # left as they were
+    assert vectors.whole.shape == (6, semantic.DIMENSIONS)
+    assert vectors.passages.shape == (18, semantic.DIMENSIONS)
+    assert vectors.starts.tolist() == [0, 3, 6, 9, 12, 15]
+    again = service.paper_vectors(papers)
+    assert calls == [6]  # nothing computed twice
+    np.testing.assert_array_equal(again.passages, vectors.passages)
+    np.testing.assert_array_equal(again.whole, vectors.whole)
 
 
 # --- the matcher a worker keeps from one chunk to the next ----------------------------------
@@ -208,3 +255,19 @@ def test_kept_matcher_forgets_its_topics_beyond_the_limit(
     assert reusable_matcher_for(papers) is matcher
     assert len(matcher._topics) == 0  # bounded: memory does not grow with the subscribers
     assert [matcher.rank(p, 5) for p in profiles] == before
+
+
+@pytest.mark.django_db
+def test_after_an_ingest_recent_papers_without_passages_are_embedded(
+    today_2026: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ingest_path(SEED, IngestOptions(source="test"))
+    calls: list[int] = []
+    monkeypatch.setattr(semantic, "embed_papers", _fake_embed_papers(calls))
+    monkeypatch.setattr(semantic, "available", lambda: True)
+    papers = candidate_papers()
+    service.paper_vectors(papers[:10])
+    PaperEmbedding.objects.filter(paper__in=papers[:3]).update(passages=None)
+    assert service.embed_recent_papers(days=100_000) == 94 - 10 + 3
+    assert not PaperEmbedding.objects.filter(passages__isnull=True).exists()
+    assert service.embed_recent_papers(days=100_000) == 0

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from digest.matching import semantic
 from digest.matching.index import PaperIndex, PaperText
 from digest.matching.interests import parse_interests
-from digest.matching.score import Matcher
+from digest.matching.score import MIN_CANDIDATES_FOR_OUTLIERS, Matcher
 from digest.matching.text import alternatives, terms
 
 FILLER = [
@@ -215,3 +216,109 @@ def test_a_reason_says_related_when_only_the_meaning_matched() -> None:
     assert by_title["Programs written by language models"].startswith("related to: ")
     assert "code generation" in by_title["Programs written by language models"]
     assert by_title["A benchmark for robot grasping"].startswith("matched: robot grasping")
+
+
+# --- the semantic score's passages (no model needed: vectors are made up) --------------------
+
+
+def test_passages_are_the_abstracts_sentences_and_the_title_when_it_has_none() -> None:
+    abstract = (
+        "Earth system models drift over long runs. We learn their errors from data "
+        "assimilation increments. Ok. 3D turbulence is the test case!"
+    )
+    assert semantic.passages("Title", abstract) == [
+        "Earth system models drift over long runs.",
+        "We learn their errors from data assimilation increments.",
+        "3D turbulence is the test case!",
+    ]
+    assert semantic.passages("Only a title", "") == ["Only a title"]
+    many = " ".join(f"Sentence number {i} says something." for i in range(40))
+    assert len(semantic.passages("T", many)) == semantic.MAX_PASSAGES
+
+
+def test_paper_vectors_need_a_passage_for_every_paper() -> None:
+    whole = np.eye(2, semantic.DIMENSIONS, dtype=np.float32)
+    with pytest.raises(ValueError, match="at least one passage"):
+        semantic.PaperVectors.of(whole, [whole[:1], whole[:0]])
+
+
+def _unit(*hot: int) -> np.ndarray:
+    vector = np.zeros(semantic.DIMENSIONS, dtype=np.float32)
+    vector[list(hot)] = 1.0
+    return vector / np.linalg.norm(vector)
+
+
+def test_a_topic_scores_a_paper_by_its_whole_text_and_its_best_passage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Paper 0 is about the topic in one sentence of three; paper 1 is about it nowhere.
+    papers = semantic.PaperVectors.of(
+        np.stack([_unit(0, 1, 2), _unit(1, 2)]),
+        [np.stack([_unit(1), _unit(0), _unit(2)]), np.stack([_unit(1), _unit(2)])],
+    )
+    monkeypatch.setattr(semantic, "TOPIC_BLOCK", 1)  # blocks of topics give the same rows
+    scorer = semantic.EmbeddingScorer(papers, {"topic": _unit(0), "other": _unit(2)})
+    similarity = scorer.topic_similarity(["topic", "other", "topic"])
+    share = semantic.DOC_SHARE
+    whole = 1 / np.sqrt(3)
+    np.testing.assert_allclose(similarity[0], [share * whole + (1 - share) * 1.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(similarity[2], similarity[0])
+    np.testing.assert_allclose(
+        similarity[1], [share * whole + (1 - share), share / np.sqrt(2) + (1 - share)], atol=1e-6
+    )
+    assert set(scorer.rows) == {"topic", "other"}
+    scorer.forget(keep=1)
+    assert not scorer.rows and not scorer.cache
+
+
+def test_stored_passages_read_back_close_to_what_was_computed() -> None:
+    rows = np.random.default_rng(1).normal(size=(5, semantic.DIMENSIONS)).astype(np.float32)
+    rows /= np.linalg.norm(rows, axis=1, keepdims=True)
+    back = semantic.passages_from_bytes(semantic.passages_to_bytes(rows))
+    assert back.shape == rows.shape
+    np.testing.assert_allclose(back, rows, atol=1e-3)
+
+
+class SpreadSemantic:
+    """As with a real model, every paper is a little related to every topic (0.20-0.30);
+    papers 0, 1 and 2 are much more related than the rest."""
+
+    def topic_similarity(self, topics: list[str]) -> np.ndarray:
+        similarity = np.tile(np.linspace(0.20, 0.30, 24, dtype=np.float32), (len(topics), 1))
+        similarity[:, :3] = [[0.80, 0.50, 0.48]]
+        return similarity
+
+
+def test_with_the_semantic_score_papers_are_included_when_they_stand_out_of_the_bulk() -> None:
+    standing_out = [
+        paper("Programs written by language models", "Models that write software."),
+        paper("Autocompletion for editors", "Suggestions while typing source files."),
+        paper("Repairing bugs automatically", "Patches for failing unit tests."),
+    ]
+    bulk = [paper(f"{t} (part {n})", a) for n in range(3) for t, a in FILLER[:7]]
+    index = PaperIndex([*standing_out, *bulk])
+    assert index.size == 24 > MIN_CANDIDATES_FOR_OUTLIERS
+    ranked = Matcher(index, semantic=SpreadSemantic()).rank(parse_interests("code generation"), 10)
+    # All three lie far above the median of the bulk, counted in median absolute deviations;
+    # a mean and standard deviation would be pulled up by the three themselves and leave the
+    # last two out. None of the a-little-related bulk is included.
+    assert [index.papers[r.paper].title for r in ranked if r.included] == [
+        p.title for p in standing_out
+    ]
+
+
+def test_a_paper_included_on_many_weak_topics_still_says_why() -> None:
+    # Twenty topics each a little related (0.6 x 0.175 = 0.105 after rescaling): their sum
+    # clears the floor, no single topic does.
+    class Weak:
+        def topic_similarity(self, topics: list[str]) -> np.ndarray:
+            similarity = np.full((len(topics), 24), 0.10, dtype=np.float32)
+            similarity[:, 0] = 0.22
+            return similarity
+
+    index = PaperIndex([paper(f"{t} (part {n})", a) for n in range(3) for t, a in FILLER])
+    interests = ", ".join(f"topic{n}" for n in range(20))
+    ranked = Matcher(index, semantic=Weak()).rank(parse_interests(interests), 10)
+    top = ranked[0]
+    assert top.included
+    assert top.reason.startswith("related to: topic")

@@ -31,9 +31,15 @@ FLOOR = 0.30
 OUTLIER_Z = 2.5
 MIN_CANDIDATES_FOR_OUTLIERS = 20
 SMALL_SET = 0.45
+# With the semantic score mixed in, every paper scores something and the scores of the bulk
+# spread less evenly: a paper stands out when it lies HYBRID_OUTLIER_Z median absolute
+# deviations above the median (robust to the very papers that stand out), and clears
+# HYBRID_FLOOR.
+HYBRID_FLOOR = 0.15
+HYBRID_OUTLIER_Z = 6.0
 OTHER_TOPICS_SHARE = 0.15
 TRENDING_BOOST = 0.05
-SEMANTIC_WEIGHT = 0.4
+SEMANTIC_WEIGHT = 0.6
 EXCLUDED = -1.0
 WORDS_MATCH = 0.2  # a topic's words-only score from which its words count as "matched"
 TRENDING_ONLY = 1.0  # added to the scores of an empty profile: every paper qualifies
@@ -284,6 +290,11 @@ class Matcher:
         if self.index.size < MIN_CANDIDATES_FOR_OUTLIERS:
             return scores >= SMALL_SET
         valid = np.where(scores > EXCLUDED, scores, np.nan)
+        if self.semantic is not None:
+            median = np.nanmedian(valid, axis=1, keepdims=True)
+            spread = np.nanmedian(np.abs(valid - median), axis=1, keepdims=True) + 1e-6
+            standing_out = (scores - median) / spread >= HYBRID_OUTLIER_Z
+            return (scores >= STRONG) | ((scores >= HYBRID_FLOOR) & standing_out)
         mean = np.nanmean(valid, axis=1, keepdims=True)
         spread = np.nanstd(valid, axis=1, keepdims=True) + 1e-6
         standing_out = (scores - mean) / spread >= OUTLIER_Z
@@ -292,8 +303,8 @@ class Matcher:
     def reasons(
         self, compiled: _Compiled, topics: np.ndarray, owners: np.ndarray, papers: np.ndarray
     ) -> list[str]:
-        """Why each (profile, paper) pair matched: the topics scoring at least half the best
-        one, computed for all pairs at once."""
+        """Why each (profile, paper) pair matched: the best topic, and the others scoring at
+        least half as much (and not next to nothing), computed for all pairs at once."""
         starts = np.array([*compiled.profile_first_topic, len(compiled.topic_label)])
         first = starts[owners]
         count = starts[owners + 1] - first
@@ -303,7 +314,10 @@ class Matcher:
         values = topics[topic_of, papers[pair_of]] if len(topic_of) else np.zeros(0)
         best = np.zeros(len(owners), dtype=np.float32)
         np.maximum.at(best, pair_of, values)
-        keep = (values > 0) & (values >= np.maximum(0.5 * best[pair_of], 0.5 * FLOOR))
+        floor = HYBRID_FLOOR if self.semantic is not None else FLOOR
+        keep = (values > 0) & (
+            (values >= best[pair_of]) | (values >= np.maximum(0.5 * best[pair_of], 0.5 * floor))
+        )
         worded = np.ones(len(values), dtype=bool)
         if compiled.lexical_topics is not None and len(topic_of):
             worded = compiled.lexical_topics[topic_of, papers[pair_of]] >= WORDS_MATCH

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 import numpy as np
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from digest.matching import semantic
@@ -54,30 +54,48 @@ def texts_of(papers: Sequence[Paper]) -> list[PaperText]:
     ]
 
 
-def paper_vectors(papers: Sequence[Paper]) -> np.ndarray:
-    """Stored embeddings of ``papers``; the missing ones are computed now and kept."""
+def paper_vectors(papers: Sequence[Paper]) -> semantic.PaperVectors:
+    """Stored embeddings of ``papers`` (whole paper and passages); the missing ones are
+    computed now and kept."""
     ids = [p.pk for p in papers]
-    stored = {
-        e.paper_id: semantic.from_bytes(bytes(e.vector))
+    rows = {
+        e.paper_id: e
         for e in PaperEmbedding.objects.filter(paper_id__in=ids, model=semantic.MODEL_NAME)
     }
-    missing = [p for p in papers if p.pk not in stored]
+    whole = {i: semantic.from_bytes(bytes(e.vector)) for i, e in rows.items()}
+    parts = {
+        i: semantic.passages_from_bytes(bytes(e.passages))
+        for i, e in rows.items()
+        if e.passages is not None
+    }
+    missing = [p for p in papers if p.pk not in parts]
     if missing:
-        vectors = semantic.embed([semantic.paper_text(p.title, p.abstract) for p in missing])
-        PaperEmbedding.objects.bulk_create(
-            [
-                PaperEmbedding(
-                    paper_id=p.pk, model=semantic.MODEL_NAME, vector=semantic.to_bytes(v)
+        vectors, passages = semantic.embed_papers([(p.title, p.abstract) for p in missing])
+        new, old = [], []
+        for paper, vector, rows_of in zip(missing, vectors, passages, strict=True):
+            # Read back as stored, so that a paper scores the same now as on the next run.
+            blob = semantic.passages_to_bytes(rows_of)
+            parts[paper.pk] = semantic.passages_from_bytes(blob)
+            stored = rows.get(paper.pk)
+            if stored is None:
+                whole[paper.pk] = vector
+                new.append(
+                    PaperEmbedding(
+                        paper_id=paper.pk,
+                        model=semantic.MODEL_NAME,
+                        vector=semantic.to_bytes(vector),
+                        passages=blob,
+                    )
                 )
-                for p, v in zip(missing, vectors, strict=True)
-            ],
-            ignore_conflicts=True,
-            batch_size=500,
-        )
-        stored.update({p.pk: v for p, v in zip(missing, vectors, strict=True)})
-    if not ids:
-        return np.zeros((0, semantic.DIMENSIONS), dtype=np.float32)
-    return np.stack([stored[i] for i in ids])
+            else:  # kept from before passages were embedded: its whole vector stands
+                stored.passages = blob
+                old.append(stored)
+        PaperEmbedding.objects.bulk_create(new, ignore_conflicts=True, batch_size=500)
+        PaperEmbedding.objects.bulk_update(old, ["passages"], batch_size=500)
+    return semantic.PaperVectors.of(
+        np.stack([whole[i] for i in ids]) if ids else np.zeros((0, semantic.DIMENSIONS)),
+        [parts[i] for i in ids],
+    )
 
 
 def topic_vectors(texts: Sequence[str]) -> dict[str, np.ndarray]:
@@ -118,7 +136,8 @@ def embed_recent_papers(days: int = 14, limit: int = 5000) -> int:
         return 0
     since = timezone.now() - timedelta(days=days)
     papers = list(
-        Paper.objects.filter(first_seen__gte=since, embedding__isnull=True)
+        Paper.objects.filter(first_seen__gte=since)
+        .filter(Q(embedding__isnull=True) | Q(embedding__passages__isnull=True))
         .only("id", "title", "abstract")
         .order_by("-first_seen")[:limit]
     )
@@ -176,8 +195,8 @@ def reusable_matcher_for(papers: Sequence[Paper], *, semantic_on: bool | None = 
     if _kept is not None and _kept.key == key:
         _kept.matcher.forget_topics(TOPIC_CACHE_LIMIT)
         scorer = _kept.matcher.semantic
-        if isinstance(scorer, StoredEmbeddingScorer) and len(scorer.cache) > TOPIC_CACHE_LIMIT:
-            scorer.cache.clear()
+        if isinstance(scorer, StoredEmbeddingScorer):
+            scorer.forget(TOPIC_CACHE_LIMIT)
         return _kept.matcher
     _kept = None  # the old index can go before the new one is built
     _kept = _KeptMatcher(key, matcher_for(papers, semantic_on=on))

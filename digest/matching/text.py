@@ -41,7 +41,8 @@ STOP_WORDS = frozenset(
 GRADABLE = """big bright broad cheap clean clear close coarse cold deep dense dim dumb early
     easy fair fast few fine flat fresh great hard heavy high hot large late lazy lean light
     long loose low narrow noisy quick rich rough safe sharp shallow short simple slim slow
-    small smart smooth soft sparse steep strong thick thin tight tiny tough weak wide young""".split()
+    small smart smooth soft sparse steep strong thick thin tight tiny tough weak wide
+    young""".split()
 _IRREGULAR = {"better": "good", "best": "good", "worse": "bad", "worst": "bad"}
 
 
