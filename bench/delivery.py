@@ -346,6 +346,11 @@ def report(args: argparse.Namespace) -> None:
         f"{args.subscribers:,} subscribers, {args.papers:,} new papers; SMTP sink: "
         f"{full['sink']}; sink accepted {full['sink_accepted']:,} messages"
     )
+    if not shutil.which("smtp-sink"):
+        print(
+            "  (no smtp-sink: the Python sink takes much of a core from the workers, which lowers"
+            " every figure and most the two workers'; Debian's postfix package has smtp-sink)"
+        )
     print(
         f"1 worker:  {rate(one):7.0f} digests/s ({one['sent']:,} sent, {one['skipped']:,} "
         f"skipped as empty, {one['seconds']:.1f} s, of which planning {one['plan_seconds']:.1f} s)"
