@@ -98,7 +98,7 @@ class PaperVectors:
         if len(per_paper) != len(whole) or any(len(rows) == 0 for rows in per_paper):
             raise ValueError("every paper needs its whole embedding and at least one passage")
         counts = np.array([len(rows) for rows in per_paper], dtype=np.int64)
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        starts = np.cumsum(counts) - counts
         stacked = (
             np.concatenate(per_paper).astype(np.float32)
             if len(per_paper)
