@@ -120,19 +120,21 @@ def test_embeddings_are_computed_once_and_kept(semantic_extra: None, today_2026:
     assert again.rank(parse_interests("Bayesian deep learning"), 5) == first
 
 
+def _fake_vectors(text: str, count: int) -> np.ndarray:
+    """Stands in for the model: unit vectors that follow from the text alone."""
+    rows = np.random.default_rng(sum(map(ord, text)) % 1000).normal(
+        size=(count, semantic.DIMENSIONS)
+    )
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
 def _fake_embed_papers(calls: list[int]) -> Any:
-    """Stands in for the model: a paper's vectors follow from its title alone."""
+    """``semantic.embed_papers`` without the model: three passages a paper, counted."""
 
     def embed_papers(papers: Any) -> Any:
         calls.append(len(papers))
-        whole, passages = [], []
-        for title, _abstract in papers:
-            seed = sum(map(ord, title)) % 1000
-            rows = np.random.default_rng(seed).normal(size=(3, semantic.DIMENSIONS))
-            rows /= np.linalg.norm(rows, axis=1, keepdims=True)
-            whole.append(rows[0].astype(np.float32))
-            passages.append(rows.astype(np.float32))
-        return np.stack(whole), passages
+        passages = [_fake_vectors(title, 3) for title, _abstract in papers]
+        return np.stack([rows[0] for rows in passages]), passages
 
     return embed_papers
 
@@ -271,3 +273,39 @@ def test_after_an_ingest_recent_papers_without_passages_are_embedded(
     assert service.embed_recent_papers(days=100_000) == 94 - 10 + 3
     assert not PaperEmbedding.objects.filter(passages__isnull=True).exists()
     assert service.embed_recent_papers(days=100_000) == 0
+
+
+@pytest.mark.django_db
+def test_a_preview_never_waits_for_sentences_to_be_embedded(
+    today_2026: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ingest_path(SEED, IngestOptions(source="test"))
+    papers = candidate_papers()
+    calls: list[int] = []
+    monkeypatch.setattr(semantic, "embed_papers", _fake_embed_papers(calls))
+    monkeypatch.setattr(semantic, "available", lambda: True)
+    service.paper_vectors(papers[:50])  # half the listing embedded with its sentences
+    PaperEmbedding.objects.filter(paper__in=papers[:10]).update(passages=None)  # as before 0007
+    wholes: list[int] = []
+
+    def embed(texts: Any) -> np.ndarray:
+        wholes.append(len(texts))
+        found = [_fake_vectors(t, 1)[0] for t in texts]
+        return np.array(found, dtype=np.float32).reshape(-1, semantic.DIMENSIONS)
+
+    monkeypatch.setattr(semantic, "embed", embed)
+    monkeypatch.setattr(service, "topic_vectors", lambda texts: {t: embed([t])[0] for t in texts})
+    calls.clear()
+    shown = preview("federated learning", 5)
+    assert shown.candidates == 94
+    assert calls == []  # no sentences embedded in the request
+    assert wholes[0] == 44  # only the papers with no embedding at all, embedded whole
+    assert PaperEmbedding.objects.count() == 94
+    assert PaperEmbedding.objects.filter(passages__isnull=True).count() == 10 + 44
+    # A paper without its sentences scores by its whole embedding alone.
+    vectors = service.paper_vectors(papers[:12], embed_passages=False)
+    np.testing.assert_array_equal(vectors.passages[:10], vectors.whole[:10])
+    assert vectors.starts.tolist()[:11] == list(range(11))
+    # The digest run (or the task after an ingest) stores the missing sentences.
+    service.paper_vectors(papers)
+    assert not PaperEmbedding.objects.filter(passages__isnull=True).exists()

@@ -54,9 +54,17 @@ def texts_of(papers: Sequence[Paper]) -> list[PaperText]:
     ]
 
 
-def paper_vectors(papers: Sequence[Paper]) -> semantic.PaperVectors:
+def paper_vectors(
+    papers: Sequence[Paper], *, embed_passages: bool = True
+) -> semantic.PaperVectors:
     """Stored embeddings of ``papers`` (whole paper and passages); the missing ones are
-    computed now and kept."""
+    computed now and kept.
+
+    Embedding a paper's sentences takes several times longer than embedding it whole. A web
+    request (the signup preview) passes ``embed_passages=False``: a paper whose sentences are
+    not stored yet then stands in for them with its whole embedding (its similarity is the
+    whole paper's), and only the whole embeddings that are missing are computed; the task
+    that runs after each ingest, or the next digest, stores the sentences."""
     ids = [p.pk for p in papers]
     rows = {
         e.paper_id: e
@@ -68,34 +76,62 @@ def paper_vectors(papers: Sequence[Paper]) -> semantic.PaperVectors:
         for i, e in rows.items()
         if e.passages is not None
     }
-    missing = [p for p in papers if p.pk not in parts]
-    if missing:
-        vectors, passages = semantic.embed_papers([(p.title, p.abstract) for p in missing])
-        new, old = [], []
-        for paper, vector, rows_of in zip(missing, vectors, passages, strict=True):
-            # Read back as stored, so that a paper scores the same now as on the next run.
-            blob = semantic.passages_to_bytes(rows_of)
-            parts[paper.pk] = semantic.passages_from_bytes(blob)
-            stored = rows.get(paper.pk)
-            if stored is None:
-                whole[paper.pk] = vector
-                new.append(
-                    PaperEmbedding(
-                        paper_id=paper.pk,
-                        model=semantic.MODEL_NAME,
-                        vector=semantic.to_bytes(vector),
-                        passages=blob,
-                    )
-                )
-            else:  # kept from before passages were embedded: its whole vector stands
-                stored.passages = blob
-                old.append(stored)
-        PaperEmbedding.objects.bulk_create(new, ignore_conflicts=True, batch_size=500)
-        PaperEmbedding.objects.bulk_update(old, ["passages"], batch_size=500)
+    if embed_passages:
+        _embed_with_passages([p for p in papers if p.pk not in parts], rows, whole, parts)
+    else:
+        _embed_whole([p for p in papers if p.pk not in whole], whole)
+        parts.update({i: whole[i][None, :] for i in ids if i not in parts})
     return semantic.PaperVectors.of(
         np.stack([whole[i] for i in ids]) if ids else np.zeros((0, semantic.DIMENSIONS)),
         [parts[i] for i in ids],
     )
+
+
+def _embed_with_passages(
+    missing: Sequence[Paper],
+    rows: dict[int, PaperEmbedding],
+    whole: dict[int, np.ndarray],
+    parts: dict[int, np.ndarray],
+) -> None:
+    if not missing:
+        return
+    vectors, passages = semantic.embed_papers([(p.title, p.abstract) for p in missing])
+    new, old = [], []
+    for paper, vector, rows_of in zip(missing, vectors, passages, strict=True):
+        # Read back as stored, so that a paper scores the same now as on the next run.
+        blob = semantic.passages_to_bytes(rows_of)
+        parts[paper.pk] = semantic.passages_from_bytes(blob)
+        stored = rows.get(paper.pk)
+        if stored is None:
+            whole[paper.pk] = vector
+            new.append(
+                PaperEmbedding(
+                    paper_id=paper.pk,
+                    model=semantic.MODEL_NAME,
+                    vector=semantic.to_bytes(vector),
+                    passages=blob,
+                )
+            )
+        else:  # kept from before passages were embedded: its whole vector stands
+            stored.passages = blob
+            old.append(stored)
+    PaperEmbedding.objects.bulk_create(new, ignore_conflicts=True, batch_size=500)
+    PaperEmbedding.objects.bulk_update(old, ["passages"], batch_size=500)
+
+
+def _embed_whole(missing: Sequence[Paper], whole: dict[int, np.ndarray]) -> None:
+    if not missing:
+        return
+    vectors = semantic.embed([semantic.paper_text(p.title, p.abstract) for p in missing])
+    PaperEmbedding.objects.bulk_create(
+        [
+            PaperEmbedding(paper_id=p.pk, model=semantic.MODEL_NAME, vector=semantic.to_bytes(v))
+            for p, v in zip(missing, vectors, strict=True)
+        ],
+        ignore_conflicts=True,
+        batch_size=500,
+    )
+    whole.update({p.pk: v for p, v in zip(missing, vectors, strict=True)})
 
 
 def topic_vectors(texts: Sequence[str]) -> dict[str, np.ndarray]:
@@ -155,9 +191,13 @@ def use_semantic(requested: bool | None = None) -> bool:
     return semantic.available() if requested is None else requested and semantic.available()
 
 
-def matcher_for(papers: Sequence[Paper], *, semantic_on: bool | None = None) -> Matcher:
+def matcher_for(
+    papers: Sequence[Paper], *, semantic_on: bool | None = None, embed_passages: bool = True
+) -> Matcher:
     index = PaperIndex(texts_of(papers))
-    scorer = StoredEmbeddingScorer(paper_vectors(papers)) if use_semantic(semantic_on) else None
+    scorer = None
+    if use_semantic(semantic_on):
+        scorer = StoredEmbeddingScorer(paper_vectors(papers, embed_passages=embed_passages))
     return Matcher(index, semantic=scorer)
 
 
@@ -216,5 +256,7 @@ def preview(interests: str, max_papers: int) -> Preview:
     papers = candidate_papers(listing=day)
     if not papers:
         return Preview(day, [], 0)
-    ranked = matcher_for(papers).rank(parse_interests(interests), max_papers)
+    # A web request: it never waits for a listing's sentences to be embedded.
+    matcher = matcher_for(papers, embed_passages=False)
+    ranked = matcher.rank(parse_interests(interests), max_papers)
     return Preview(day, [(papers[r.paper], r) for r in ranked if r.included], len(papers))
