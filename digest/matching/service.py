@@ -54,9 +54,7 @@ def texts_of(papers: Sequence[Paper]) -> list[PaperText]:
     ]
 
 
-def paper_vectors(
-    papers: Sequence[Paper], *, embed_passages: bool = True
-) -> semantic.PaperVectors:
+def paper_vectors(papers: Sequence[Paper], *, embed_passages: bool = True) -> semantic.PaperVectors:
     """Stored embeddings of ``papers`` (whole paper and passages); the missing ones are
     computed now and kept.
 
