@@ -184,8 +184,8 @@ def main() -> None:
         "lexical": run_matcher(Matcher(index), papers, profiles),
     }
     if semantic.available():
-        whole, passages = semantic.embed_papers([(p.title, p.abstract) for p in papers])
-        scorer = semantic.EmbeddingScorer(semantic.PaperVectors.of(whole, passages))
+        vectors = semantic.PaperVectors.embed([(p.title, p.abstract) for p in papers])
+        scorer = semantic.EmbeddingScorer(vectors)
         results["hybrid"] = run_matcher(Matcher(index, semantic=scorer), papers, profiles)
     else:
         print("semantic extra not installed: the hybrid is not measured", file=sys.stderr)

@@ -106,6 +106,11 @@ class PaperVectors:
         )
         return cls(np.asarray(whole, dtype=np.float32), stacked, starts)
 
+    @classmethod
+    def embed(cls, papers: Sequence[tuple[str, str]]) -> PaperVectors:
+        """Embed (title, abstract) pairs now, whole and by passage."""
+        return cls.of(*embed_papers(papers))
+
     def __len__(self) -> int:
         return len(self.whole)
 

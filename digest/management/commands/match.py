@@ -68,8 +68,8 @@ class Command(BaseCommand):
             texts = self._dump_texts(options["dump"])
             scorer = None
             if use_semantic:
-                whole, passages = semantic.embed_papers([(t.title, t.abstract) for t in texts])
-                scorer = semantic.EmbeddingScorer(semantic.PaperVectors.of(whole, passages))
+                vectors = semantic.PaperVectors.embed([(t.title, t.abstract) for t in texts])
+                scorer = semantic.EmbeddingScorer(vectors)
             rows = [{"title": t.title, "arxiv_id": t.key, "url": ""} for t in texts]
             return Matcher(PaperIndex(texts), semantic=scorer), rows
         papers = candidate_papers(listing=options["listing"], since=options["since"])
