@@ -8,7 +8,7 @@ import pytest
 from digest.matching import semantic
 from digest.matching.index import PaperIndex, PaperText
 from digest.matching.interests import parse_interests
-from digest.matching.score import MIN_CANDIDATES_FOR_OUTLIERS, Matcher
+from digest.matching.score import HYBRID_FLOOR, MIN_CANDIDATES_FOR_OUTLIERS, Matcher
 from digest.matching.text import alternatives, terms
 
 FILLER = [
@@ -305,6 +305,43 @@ def test_with_the_semantic_score_papers_are_included_when_they_stand_out_of_the_
     assert [index.papers[r.paper].title for r in ranked if r.included] == [
         p.title for p in standing_out
     ]
+
+
+class LargeListingSemantic:
+    """A listing of 400 papers, as an arXiv feed holds, most unrelated to any one niche topic:
+    their cosines lie below ``semantic.LOW`` (-0.3 to 0.14), so their clipped scores are all 0.
+    Papers 3-32 are loosely related (0.40-0.42); papers 0-2 are about the topic (0.75) when
+    ``about`` is set, loosely related too when it is not."""
+
+    size = 400
+
+    def __init__(self, about: bool) -> None:
+        self.about = about
+
+    def topic_similarity(self, topics: list[str]) -> np.ndarray:
+        row = np.linspace(-0.30, 0.14, self.size, dtype=np.float32)
+        row[:33] = np.linspace(0.40, 0.42, 33)
+        if self.about:
+            row[:3] = 0.75
+        return np.tile(row, (len(topics), 1))
+
+
+@pytest.mark.parametrize("about", [True, False])
+def test_on_a_large_listing_a_zero_median_does_not_admit_everything_above_the_floor(
+    about: bool,
+) -> None:
+    rest = [paper(f"{t} (part {n})", a) for n in range(50) for t, a in FILLER]
+    index = PaperIndex(rest[: LargeListingSemantic.size])
+    hybrid = Matcher(index, semantic=LargeListingSemantic(about))
+    profile = parse_interests("quantum error correction")
+    scores = hybrid.score([profile])[0][0]
+    # What made the rule degenerate: the clipped scores' median and median absolute deviation
+    # are both 0, and 30 or more loosely related papers clear the floor.
+    assert np.median(scores) == 0.0 and np.median(np.abs(scores)) == 0.0
+    assert (scores[:33] >= HYBRID_FLOOR).all()
+    included = [r.paper for r in hybrid.rank(profile, 50) if r.included]
+    # Only the papers about the topic; and when none is, nothing ("no mail beats ...").
+    assert included == ([0, 1, 2] if about else [])
 
 
 def test_a_paper_included_on_many_weak_topics_still_says_why() -> None:

@@ -34,9 +34,13 @@ SMALL_SET = 0.45
 # With the semantic score mixed in, every paper scores something and the scores of the bulk
 # spread less evenly: a paper stands out when it lies HYBRID_OUTLIER_Z median absolute
 # deviations above the median (robust to the very papers that stand out), and clears
-# HYBRID_FLOOR.
-HYBRID_FLOOR = 0.15
-HYBRID_OUTLIER_Z = 6.0
+# HYBRID_FLOOR. The median and the deviations are taken over the scores with the semantic part
+# not clipped at zero: on a large listing most papers are unrelated to a niche topic, and their
+# clipped scores are all 0, so the median and its deviation would be 0 too and "standing out"
+# would admit any paper above the floor.
+HYBRID_FLOOR = 0.35
+HYBRID_OUTLIER_Z = 5.0
+REASON_FLOOR = 0.15  # a hybrid topic score below which a further topic is not named in a reason
 OTHER_TOPICS_SHARE = 0.15
 TRENDING_BOOST = 0.05
 SEMANTIC_WEIGHT = 0.6
@@ -77,6 +81,10 @@ class _Compiled:
     # The words-only topic scores, kept when the semantic score is mixed in: a reason then
     # says "matched" only for topics whose words are in the paper, "related" for the rest.
     lexical_topics: np.ndarray | None = None
+    # With the semantic score mixed in: the topic scores, then the profile scores, with the
+    # semantic part not clipped at zero (for the statistics of the bulk, see HYBRID_FLOOR).
+    open_topics: np.ndarray | None = None
+    open_scores: np.ndarray | None = None
 
 
 _CompiledTopic = tuple[list[tuple[dict[int, float], float]], dict[int, float], float]
@@ -242,14 +250,18 @@ class Matcher:
         if self.semantic is not None:
             compiled.lexical_topics = topics
             similarity = self.semantic.topic_similarity(compiled.topic_label)
+            compiled.open_topics = self._hybrid(topics, similarity, need, clip_low=False)
             topics = self._hybrid(topics, similarity, need)
         return topics
 
-    def _hybrid(self, lexical: np.ndarray, similarity: np.ndarray, need: np.ndarray) -> np.ndarray:
+    def _hybrid(
+        self, lexical: np.ndarray, similarity: np.ndarray, need: np.ndarray, clip_low: bool = True
+    ) -> np.ndarray:
         from digest.matching.semantic import rescale
 
         weight = self.semantic_weight
-        hybrid = (1 - weight) * np.minimum(lexical, 1.0) + weight * rescale(similarity)
+        meaning = rescale(similarity, clip_low=clip_low)
+        hybrid = (1 - weight) * np.minimum(lexical, 1.0) + weight * meaning
         hybrid[(need[:, None] > 0) & (lexical == 0)] = 0.0  # a missing phrase still excludes
         return hybrid.astype(np.float32)
 
@@ -258,17 +270,25 @@ class Matcher:
         scores behind them, and the compiled rows (for reasons)."""
         compiled = self._compile(profiles)
         topics = self._topic_scores(compiled)
-        scores = self._grouped(compiled, topics, len(profiles))
-        scores += self.trending_boost * self.trending[None, :] * (scores > 0)
-        for owner, row in enumerate(profiles):
-            if row.is_trending_only:
-                scores[owner] = self.trending + TRENDING_ONLY  # upvotes order everything
+        scores = self._profile_scores(compiled, topics, profiles)
+        if compiled.open_topics is not None:
+            compiled.open_scores = self._profile_scores(compiled, compiled.open_topics, profiles)
         if compiled.exclusion_rows:
             hits = (self._sparse(compiled.exclusion_rows) @ self._presence_t).toarray()
             need = np.array(compiled.exclusion_need, dtype=np.float32)[:, None]
             owners, papers = np.nonzero(hits >= need)
             scores[np.array(compiled.exclusion_owner)[owners], papers] = EXCLUDED
         return scores, topics, compiled
+
+    def _profile_scores(
+        self, compiled: _Compiled, topics: np.ndarray, profiles: Sequence[Profile]
+    ) -> np.ndarray:
+        scores = self._grouped(compiled, topics, len(profiles))
+        scores += self.trending_boost * self.trending[None, :] * (scores > 0)
+        for owner, row in enumerate(profiles):
+            if row.is_trending_only:
+                scores[owner] = self.trending + TRENDING_ONLY  # upvotes order everything
+        return scores
 
     def _grouped(self, compiled: _Compiled, topics: np.ndarray, n_profiles: int) -> np.ndarray:
         """Best topic plus a share of the others, per profile, without a Python loop."""
@@ -285,16 +305,19 @@ class Matcher:
 
     # --- results ----------------------------------------------------------------------------
 
-    def eligible(self, scores: np.ndarray) -> np.ndarray:
-        """Which (profile, paper) scores clear the profile's threshold (see STRONG above)."""
+    def eligible(self, scores: np.ndarray, compiled: _Compiled) -> np.ndarray:
+        """Which (profile, paper) scores clear the profile's threshold (see STRONG above).
+        ``scores`` may have more papers set to EXCLUDED than ``score`` returned: they take no
+        part in the statistics."""
         if self.index.size < MIN_CANDIDATES_FOR_OUTLIERS:
             return scores >= SMALL_SET
-        valid = np.where(scores > EXCLUDED, scores, np.nan)
-        if self.semantic is not None:
+        if compiled.open_scores is not None:
+            valid = np.where(scores > EXCLUDED, compiled.open_scores, np.nan)
             median = np.nanmedian(valid, axis=1, keepdims=True)
             spread = np.nanmedian(np.abs(valid - median), axis=1, keepdims=True) + 1e-6
-            standing_out = (scores - median) / spread >= HYBRID_OUTLIER_Z
+            standing_out = (compiled.open_scores - median) / spread >= HYBRID_OUTLIER_Z
             return (scores >= STRONG) | ((scores >= HYBRID_FLOOR) & standing_out)
+        valid = np.where(scores > EXCLUDED, scores, np.nan)
         mean = np.nanmean(valid, axis=1, keepdims=True)
         spread = np.nanstd(valid, axis=1, keepdims=True) + 1e-6
         standing_out = (scores - mean) / spread >= OUTLIER_Z
@@ -314,7 +337,7 @@ class Matcher:
         values = topics[topic_of, papers[pair_of]] if len(topic_of) else np.zeros(0)
         best = np.zeros(len(owners), dtype=np.float32)
         np.maximum.at(best, pair_of, values)
-        floor = HYBRID_FLOOR if self.semantic is not None else FLOOR
+        floor = REASON_FLOOR if self.semantic is not None else FLOOR
         keep = (values > 0) & (
             (values >= best[pair_of]) | (values >= np.maximum(0.5 * best[pair_of], 0.5 * floor))
         )
@@ -343,7 +366,7 @@ class Matcher:
         (above the threshold, not excluded, at most ``limit``)."""
         scores, topics, compiled = self.score([profile])
         row = scores[0]
-        eligible = self.eligible(scores)[0]
+        eligible = self.eligible(scores, compiled)[0]
         order = np.argsort(self._order_key(scores)[0])
         reasons = self.reasons(compiled, topics, np.zeros(len(order), dtype=int), order)
         ranked, included = [], 0
@@ -386,7 +409,7 @@ class Matcher:
         if k <= 0:
             yield from ([] for _ in range(n_profiles))
             return
-        key = np.where(self.eligible(scores), self._order_key(scores), np.inf)
+        key = np.where(self.eligible(scores, compiled), self._order_key(scores), np.inf)
         top = np.argpartition(key, k - 1, axis=1)[:, :k]
         top = np.take_along_axis(top, np.argsort(np.take_along_axis(key, top, 1), axis=1), 1)
         keep = np.isfinite(np.take_along_axis(key, top, 1)) & (np.arange(k) < caps[:, None])

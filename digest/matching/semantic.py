@@ -124,8 +124,11 @@ def embed_papers(papers: Sequence[tuple[str, str]]) -> tuple[np.ndarray, list[np
     return whole, [rest[end - len(ps) : end] for ps, end in zip(split, ends, strict=True)]
 
 
-def rescale(similarity: np.ndarray) -> np.ndarray:
-    return np.clip((similarity - LOW) / (HIGH - LOW), 0.0, 1.0).astype(np.float32)
+def rescale(similarity: np.ndarray, *, clip_low: bool = True) -> np.ndarray:
+    """Cosines onto [0, 1] (LOW -> 0, HIGH -> 1). ``clip_low=False`` keeps how far below LOW
+    a paper lies: the statistics of a profile's bulk need it (see ``score.Matcher.eligible``)."""
+    scaled = (similarity - LOW) / (HIGH - LOW)
+    return np.clip(scaled, 0.0 if clip_low else None, 1.0).astype(np.float32)
 
 
 def to_bytes(vector: np.ndarray) -> bytes:
