@@ -81,9 +81,8 @@ class _Compiled:
     # The words-only topic scores, kept when the semantic score is mixed in: a reason then
     # says "matched" only for topics whose words are in the paper, "related" for the rest.
     lexical_topics: np.ndarray | None = None
-    # With the semantic score mixed in: the topic scores, then the profile scores, with the
-    # semantic part not clipped at zero (for the statistics of the bulk, see HYBRID_FLOOR).
-    open_topics: np.ndarray | None = None
+    # With the semantic score mixed in: the profile scores with the semantic part not clipped
+    # at zero (for the statistics of the bulk, see HYBRID_FLOOR).
     open_scores: np.ndarray | None = None
 
 
@@ -234,11 +233,12 @@ class Matcher:
 
     # --- scoring ---------------------------------------------------------------------------
 
-    def _topic_scores(self, compiled: _Compiled) -> np.ndarray:
-        """(topics x papers) scores in [0, ~1.5]: lexical, or hybrid with the semantic extra."""
+    def _topic_scores(self, compiled: _Compiled) -> tuple[np.ndarray, np.ndarray | None]:
+        """(topics x papers) scores in [0, ~1.5]: lexical, or hybrid with the semantic extra;
+        and with the extra, the same with the semantic part not clipped at zero."""
         n_papers = self.index.size
         if not compiled.topic_label:
-            return np.zeros((0, n_papers), dtype=np.float32)
+            return np.zeros((0, n_papers), dtype=np.float32), None
         queries = self._sparse(compiled.variant_rows)
         lexical = (queries @ self._weights_t).toarray()
         lexical /= np.array(compiled.variant_ideal, dtype=np.float32)[:, None]
@@ -250,9 +250,9 @@ class Matcher:
         if self.semantic is not None:
             compiled.lexical_topics = topics
             similarity = self.semantic.topic_similarity(compiled.topic_label)
-            compiled.open_topics = self._hybrid(topics, similarity, need, clip_low=False)
-            topics = self._hybrid(topics, similarity, need)
-        return topics
+            unclipped = self._hybrid(topics, similarity, need, clip_low=False)
+            return self._hybrid(topics, similarity, need), unclipped
+        return topics, None
 
     def _hybrid(
         self, lexical: np.ndarray, similarity: np.ndarray, need: np.ndarray, clip_low: bool = True
@@ -269,10 +269,10 @@ class Matcher:
         """(profiles x papers) final scores (EXCLUDED where an exclusion hits), the topic
         scores behind them, and the compiled rows (for reasons)."""
         compiled = self._compile(profiles)
-        topics = self._topic_scores(compiled)
+        topics, unclipped = self._topic_scores(compiled)
         scores = self._profile_scores(compiled, topics, profiles)
-        if compiled.open_topics is not None:
-            compiled.open_scores = self._profile_scores(compiled, compiled.open_topics, profiles)
+        if unclipped is not None:
+            compiled.open_scores = self._profile_scores(compiled, unclipped, profiles)
         if compiled.exclusion_rows:
             hits = (self._sparse(compiled.exclusion_rows) @ self._presence_t).toarray()
             need = np.array(compiled.exclusion_need, dtype=np.float32)[:, None]
