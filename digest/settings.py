@@ -178,7 +178,7 @@ FETCH_USER_AGENT = env_str("FETCH_USER_AGENT", "paper-digest/0.1 (self-hosted pa
 OUTBOX_DIR = Path(env_str("OUTBOX_DIR") or DATA_DIR / "outbox").resolve()
 EMAIL_HOST = env_str("EMAIL_HOST")
 if EMAIL_HOST:
-    EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+    EMAIL_BACKEND = env_str("EMAIL_BACKEND", "digest.smtp.EmailBackend")
 else:
     EMAIL_BACKEND = env_str("EMAIL_BACKEND", "digest.mail.OutboxBackend")
 EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)

@@ -44,9 +44,20 @@ def free_port() -> int:
 class Recorder:
     """An aiosmtpd handler that keeps every message it accepts."""
 
-    def __init__(self) -> None:
+    def __init__(self, pipelining: bool = True) -> None:
         self.messages: list[EmailMessage] = []
         self.raw: list[bytes] = []
+        self.pipelining = pipelining
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        """aiosmtpd's own EHLO reply, plus PIPELINING (RFC 2920) when ``pipelining``: it
+        reads pipelined commands one by one, as it reads any."""
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.original_content, policy=default)
@@ -71,7 +82,7 @@ def serving_smtp(settings: Any, handler: Any) -> Iterator[Any]:
     port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_BACKEND = "digest.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", port
     settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
     settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""

@@ -67,6 +67,14 @@ def test_embedded_defaults_need_no_server(tmp_path: Path) -> None:
     assert found["sources"] == []
 
 
+def test_an_smtp_host_selects_the_pipelining_smtp_backend(tmp_path: Path) -> None:
+    assert settings_with(tmp_path, EMAIL_HOST="mail.example.org")["email"] == (
+        "digest.smtp.EmailBackend"
+    )
+    chosen = settings_with(tmp_path, EMAIL_HOST="mail.example.org", EMAIL_BACKEND="x.Backend")
+    assert chosen["email"] == "x.Backend"
+
+
 @pytest.mark.parametrize(
     ("url", "engine", "name"),
     [
