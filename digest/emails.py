@@ -11,6 +11,7 @@ from __future__ import annotations
 import binascii
 import email
 import secrets
+import string
 from collections.abc import Callable
 from dataclasses import dataclass
 from email import charset
@@ -28,7 +29,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
-from django.core.mail.message import forbid_multi_line_headers
+from django.core.mail.message import ADDRESS_HEADERS, forbid_multi_line_headers
 from django.core.mail.utils import DNS_NAME
 
 
@@ -311,11 +312,82 @@ HEADER_CACHE_SIZE = 512
 def header_line(name: str, value: str) -> bytes:
     """One header as it goes on the wire, CRLF included: checked and encoded by Django's rules
     (no line breaks, non-ASCII text in encoded words, addresses sanitized), folded by the
-    standard library exactly as Django's own serialization folds it."""
+    standard library as Django's own serialization folds it. Two kinds of header take a
+    shorter way, as they differ in every digest and the standard library's takes a tenth of a
+    millisecond or more: a short single-spaced ASCII value, which Django and the standard
+    library leave as it is (the same bytes), and non-ASCII text (the subject), which is put in
+    encoded words here (``encoded_words``: decoded, the same text as the standard library's)."""
+    if "\n" in value or "\r" in value or name.lower() in ADDRESS_HEADERS:
+        return _standard_header_line(name, value)
+    if value.isascii():
+        if value == " ".join(value.split()) and len(name) + 2 + len(value) <= HEADER_LINE_LIMIT:
+            return f"{name}: {value}\r\n".encode("ascii")
+        return _standard_header_line(name, value)
+    room = ENCODED_LINE_LIMIT - len(name) - len(": ")
+    if room < ENCODED_WORD_MIN:
+        return _standard_header_line(name, value)
+    return f"{name}: {CONTINUATION.join(encoded_words(value, room))}\r\n".encode("ascii")
+
+
+def _standard_header_line(name: str, value: str) -> bytes:
     name, encoded = forbid_multi_line_headers(name, value, "utf-8")
     holder = Message()
     holder[name] = encoded
     return holder.as_bytes(policy=WIRE)[: -len(b"\r\n")]  # without the end of the header block
+
+
+HEADER_LINE_LIMIT = 78  # RFC 5322 2.1.1, and the standard library's folding width
+ENCODED_WORD_LIMIT = 75  # RFC 2047 2: "=?utf-8?q?...?=" at most
+ENCODED_LINE_LIMIT = 76  # RFC 2047 2: a line holding encoded words
+# The shortest first word: room for any one character (a Q-encoded four-byte one is longest).
+ENCODED_WORD_MIN = len("=?utf-8?q?") + len("=F0=9F=9A=80") + len("?=")
+CONTINUATION = "\r\n "
+_Q_PREFIX, _B_PREFIX, _SUFFIX = "=?utf-8?q?", "=?utf-8?b?", "?="
+_Q_PLAIN = frozenset(string.ascii_letters + string.digits + "!*+-/")  # RFC 2047 5(3)
+
+
+@lru_cache(maxsize=4096)
+def _q_character(character: str) -> str:
+    if character == " ":
+        return "_"
+    if character in _Q_PLAIN:
+        return character
+    return "".join(f"={byte:02X}" for byte in character.encode("utf-8"))
+
+
+def encoded_words(text: str, first_room: int) -> list[str]:
+    """``text`` as RFC 2047 encoded words in UTF-8, one per line: the first fits in
+    ``first_room`` characters (at least ``ENCODED_WORD_MIN``), the others in a continuation
+    line. Q encoding, or B when that is shorter (mostly non-Latin text), as the
+    standard library chooses. Words are split between characters, never inside one, so each
+    decodes on its own; the folding whitespace between two encoded words is not part of the
+    text (RFC 2047 6.2)."""
+    data = text.encode("utf-8")
+    q_tokens = [_q_character(character) for character in text]
+    use_q = sum(map(len, q_tokens)) <= 4 * -(-len(data) // 3)
+    prefix = _Q_PREFIX if use_q else _B_PREFIX
+    chrome = len(prefix) + len(_SUFFIX)
+    room = min(first_room, ENCODED_WORD_LIMIT) - chrome
+    words: list[str] = []
+    chunk: list[str] = []
+    length = 0
+    for character, token in zip(text, q_tokens, strict=True):
+        size = len(token) if use_q else len(character.encode("utf-8"))
+        fits = length + size <= room if use_q else 4 * -(-(length + size) // 3) <= room
+        if chunk and not fits:
+            words.append(_encoded_word(chunk, use_q))
+            chunk, length, room = [], 0, ENCODED_WORD_LIMIT - chrome
+        chunk.append(token if use_q else character)
+        length += size
+    words.append(_encoded_word(chunk, use_q))
+    return words
+
+
+def _encoded_word(chunk: list[str], use_q: bool) -> str:
+    if use_q:
+        return f"{_Q_PREFIX}{''.join(chunk)}{_SUFFIX}"
+    payload = binascii.b2a_base64("".join(chunk).encode("utf-8"), newline=False)
+    return f"{_B_PREFIX}{payload.decode('ascii')}{_SUFFIX}"
 
 
 def text_part(subtype: str, text: str) -> bytes:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import binascii
 import email
+import email.header
 import email.quoprimime
 import random
 import re
@@ -242,3 +243,108 @@ def test_other_shapes_of_mail_are_serialized_by_django() -> None:
     parsed = email.message_from_bytes(message.freeze().data, policy=default)
     assert parsed.get_content_type() == "multipart/mixed"
     assert [part.get_filename() for part in parsed.iter_attachments()] == ["notes.txt"]
+
+
+ASCII_VALUES = [
+    "Sun, 29 Nov 2026 10:00:00 +0000",
+    "<digest-5001.b312708b0291@papers.example.org>",
+    "Paper Digest <digest.papers.example.org>",
+    "List-Unsubscribe=One-Click",
+    "OOF, AutoReply",
+    "bulk",
+    "6 new papers: Mamba, quantization; more = yes (really) \"quoted\" 'x' [y] ?!",
+    "=?utf-8?q?looks_encoded?=",
+    "x" * 68,  # the longest that fits a line after "Subject: "
+    "x" * 69,
+    "word " * 20 + "end",
+    "two  spaces",
+    " leading space",
+    "trailing space ",
+    "tab\there",
+    "",
+]
+
+
+@pytest.mark.parametrize("value", ASCII_VALUES)
+@pytest.mark.parametrize("name", ["Subject", "List-Id", "X-Auto-Response-Suppress"])
+def test_every_header_line_is_the_one_the_standard_library_folds(name: str, value: str) -> None:
+    """The short way for short ASCII values gives the very bytes of the standard way."""
+    emails.header_line.cache_clear()
+    assert emails.header_line(name, value) == emails._standard_header_line(name, value)
+
+
+SUBJECTS = [
+    "5 new papers: regularity · Dec 8",
+    "12 new papers: state space models, Mamba, quantization… · week of Mar 9",
+    "3 new papers: 量子 计算, Mamba · Dec 8",
+    "20 new papers: " + "量子计算" * 20,
+    "1 new paper: émoji 🚀🧪 and ﬁ ligatures, Ünïcödé · Dec 8",
+    "é" * 200,
+    "a" * 70 + "·" + "b" * 70,
+    "naïve_underscore_and=equals?question · ok",
+]
+
+
+def encoded_word_lines(line: bytes) -> list[str]:
+    text = line.decode("ascii")
+    assert text.endswith("\r\n")
+    return text[:-2].split("\r\n")
+
+
+@pytest.mark.parametrize("subject", SUBJECTS)
+def test_non_ascii_subjects_decode_to_their_text_in_well_formed_encoded_words(
+    subject: str,
+) -> None:
+    emails.header_line.cache_clear()
+    line = emails.header_line("Subject", subject)
+    lines = encoded_word_lines(line)
+    assert all(len(each) <= emails.ENCODED_LINE_LIMIT for each in lines)
+    assert lines[0].startswith("Subject: ") and all(each.startswith(" ") for each in lines[1:])
+    words = [each.removeprefix("Subject: ").strip() for each in lines]
+    for word in filter(None, words):
+        assert len(word) <= emails.ENCODED_WORD_LIMIT
+        # Each word is whole characters: it decodes as UTF-8 on its own.
+        ((raw, charset),) = email.header.decode_header(word)
+        assert charset == "utf-8" and isinstance(raw, bytes)
+        raw.decode("utf-8")
+    parsed = email.message_from_bytes(line + b"\r\nbody\r\n", policy=default)
+    assert str(parsed["Subject"]) == subject
+    # The same text as the standard library's encoding of it (which may put the words on
+    # the next line, after a folding space that a reader then shows).
+    standard = email.message_from_bytes(
+        emails._standard_header_line("Subject", subject) + b"\r\nbody\r\n", policy=default
+    )
+    assert str(standard["Subject"]).strip() == subject
+
+
+def test_random_non_ascii_subjects_decode_to_their_text() -> None:
+    rng = random.Random(11)
+    alphabet = "abc XYZ 019,:;=?_·…é中文🚀ß\u0301"
+    for _ in range(300):
+        subject = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 160))).strip()
+        subject = " ".join(subject.split())
+        if subject.isascii():
+            continue
+        line = emails.header_line("Subject", subject)
+        assert all(len(each) <= emails.ENCODED_LINE_LIMIT for each in encoded_word_lines(line))
+        parsed = email.message_from_bytes(line + b"\r\nbody\r\n", policy=default)
+        assert str(parsed["Subject"]) == subject
+
+
+def test_a_header_name_too_long_for_an_encoded_word_takes_the_standard_way() -> None:
+    name = "X-" + "Long" * 15
+    assert emails.header_line(name, "é and more") == emails._standard_header_line(
+        name, "é and more"
+    )
+    shorter = name[: emails.ENCODED_LINE_LIMIT - 2 - emails.ENCODED_WORD_MIN]
+    for text in ("é and more", "🚀 and plenty of plain text after it"):
+        line = emails.header_line(shorter, text)
+        assert all(len(each) <= emails.ENCODED_LINE_LIMIT for each in encoded_word_lines(line))
+        parsed = email.message_from_bytes(line + b"\r\nbody\r\n", policy=default)
+        assert str(parsed[shorter]) == text
+
+
+@pytest.mark.parametrize("name", ["Subject", "To", "List-Id"])
+def test_a_line_break_in_any_header_is_refused(name: str) -> None:
+    with pytest.raises(BadHeaderError):
+        emails.header_line(name, "Hello\nBcc: victim@example.org")
