@@ -680,7 +680,7 @@ def test_a_failure_while_the_items_are_stored_loses_nothing(
     connection takes the next query, and the retry sends what they hold (read back)."""
     chunk = one_chunk(2)
 
-    def broken(digest: Digest) -> Any:
+    def broken(digest: Digest, papers: Any = None) -> Any:
         raise RuntimeError("a bug in making the links")
 
     monkeypatch.setattr(digest_message, "frame_for", broken)

@@ -5,6 +5,7 @@ as the bytes that were measured, and the remembered ``wordwrap`` wraps as Jinja2
 from __future__ import annotations
 
 import binascii
+import dataclasses
 import email
 import email.header
 import email.quoprimime
@@ -348,3 +349,10 @@ def test_a_header_name_too_long_for_an_encoded_word_takes_the_standard_way() -> 
 def test_a_line_break_in_any_header_is_refused(name: str) -> None:
     with pytest.raises(BadHeaderError):
         emails.header_line(name, "Hello\nBcc: victim@example.org")
+
+
+def test_a_paper_with_its_reason_keeps_every_other_field() -> None:
+    fields = [field.name for field in dataclasses.fields(digest_message.DigestPaper)]
+    entry = digest_message.DigestPaper(**{name: f"{name}-value" for name in fields})
+    made = digest_message.with_reason(entry, "matched:\n  Mamba ")
+    assert made == dataclasses.replace(entry, reason="matched: Mamba")

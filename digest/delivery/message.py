@@ -233,15 +233,25 @@ def contents_for(
             items[digest_id].append((reason, paper_id))
     shown = _entries_of({paper_id for listed in items.values() for _, paper_id in listed}, papers)
     return [
-        dataclasses.replace(
-            frame_for(d),
-            papers=[
-                dataclasses.replace(shown[paper_id], reason=one_line(reason))
-                for reason, paper_id in items[d.pk]
-            ],
-        )
+        frame_for(d, [with_reason(shown[paper_id], reason) for reason, paper_id in items[d.pk]])
         for d in digests
     ]
+
+
+def with_reason(entry: DigestPaper, reason: str) -> DigestPaper:
+    """``entry`` with why it matched, made field by field: ``dataclasses.replace`` looks the
+    fields up on every call, and a chunk makes thousands of these."""
+    return DigestPaper(
+        entry.title,
+        entry.page_url,
+        entry.authors_short,
+        entry.abstract_start,
+        one_line(reason),
+        entry.arxiv_url,
+        entry.pdf_url,
+        entry.code_url,
+        entry.upvotes,
+    )
 
 
 def _entries_of(paper_ids: set[int], papers: Mapping[int, Paper] | None) -> dict[int, DigestPaper]:
@@ -262,16 +272,16 @@ def _entries_of(paper_ids: set[int], papers: Mapping[int, Paper] | None) -> dict
     return entries
 
 
-def frame_for(digest: Digest) -> DigestContent:
-    """A digest's content without its papers: addresses, signed links, topics. It needs no
-    query once the digest is loaded with its subscriber."""
+def frame_for(digest: Digest, papers: list[DigestPaper] | None = None) -> DigestContent:
+    """A digest's content around ``papers`` (none by default): addresses, signed links,
+    topics. It needs no query once the digest is loaded with its subscriber."""
     subscriber = digest.subscriber
     topics, interests = topic_labels(subscriber.interests)
     return DigestContent(
         digest_id=digest.pk,
         to=subscriber.email,
         period_label=period_label(digest.period),
-        papers=[],
+        papers=papers or [],
         topics=topics,
         manage_url=services.manage_url(subscriber),
         unsubscribe_url=services.unsubscribe_url(subscriber),
