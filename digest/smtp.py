@@ -89,13 +89,11 @@ class PipeliningSMTP(smtplib.SMTP):
             if "\r" in command or "\n" in command:
                 raise ValueError(f"command and arguments contain prohibited newline: {command!r}")
         self.send("".join(f"{command}\r\n" for command in commands))
-        mail_reply = self.getreply()
+        mail_reply, *rcpt_replies, (data_code, data_reply) = self._replies(len(commands))
         refused: dict[str, tuple[int, bytes]] = {}
-        for each in recipients:
-            code, reply = self.getreply()
+        for each, (code, reply) in zip(recipients, rcpt_replies, strict=True):
             if code not in (250, 251):
                 refused[each] = (code, reply)
-        data_code, data_reply = self.getreply()
         if data_code == 354 and (mail_reply[0] != 250 or len(refused) == len(recipients)):
             # The server took DATA though there is nothing to deliver: end the empty message.
             self.send(b"." + CRLF)
@@ -118,6 +116,20 @@ class PipeliningSMTP(smtplib.SMTP):
             self._end_transaction(code)
             raise smtplib.SMTPDataError(code, reply)
         return refused
+
+    def _replies(self, count: int) -> list[tuple[int, bytes]]:
+        """The replies to ``count`` pipelined commands. A server that said 421 (closing) may
+        hang up before answering the rest: those count as 421 too, so the refusal is raised
+        as ``smtplib`` raises it."""
+        replies: list[tuple[int, bytes]] = []
+        try:
+            while len(replies) < count:
+                replies.append(self.getreply())
+        except smtplib.SMTPServerDisconnected:
+            if not any(code == 421 for code, _ in replies):
+                raise
+            replies += [(421, b"connection closed")] * (count - len(replies))
+        return replies
 
     def _end_transaction(self, code: int) -> None:
         """After a refusal: a server closing down (421) is closed, else the transaction reset."""

@@ -173,3 +173,25 @@ def test_dot_stuffing_is_smtplibs(data: bytes) -> None:
     if not expected.endswith(b"\r\n"):
         expected += b"\r\n"
     assert quote_data(data) == expected + b".\r\n"
+
+
+class HangsUp(Counting):
+    """Says 421 to MAIL and closes the connection before the rest of the pipelined commands."""
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        await server.push("421 4.3.2 shutting down")
+        server.transport.close()
+        return "421 4.3.2 shutting down"
+
+
+@pytest.mark.parametrize("handler", [Counting(MAIL="421 4.3.2 shutting down"), HangsUp()])
+def test_a_server_closing_down_is_a_refused_sender_and_a_closed_connection(
+    settings: Any, handler: Counting
+) -> None:
+    with serving_smtp(settings, handler), get_connection() as connection:
+        with pytest.raises(smtplib.SMTPSenderRefused) as raised:
+            connection.send_messages([message("reader@example.org")])
+        assert raised.value.smtp_code == 421
+        assert connection.connection.sock is None
