@@ -7,5 +7,8 @@ class DigestConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from digest import lookups
+
+        lookups.register()
         # Connects the Celery signal handlers that record job runs and heartbeats.
         from digest import jobs  # noqa: F401

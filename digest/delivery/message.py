@@ -226,7 +226,7 @@ def contents_for(
     unknown = [d.pk for d in digests if d.pk not in known]
     if unknown:
         for digest_id, reason, paper_id in (
-            DigestItem.objects.filter(digest__in=unknown)
+            DigestItem.objects.filter(digest__any=unknown)
             .order_by("digest_id", "rank")
             .values_list("digest_id", "reason", "paper_id")
         ):
@@ -265,7 +265,7 @@ def _entries_of(paper_ids: set[int], papers: Mapping[int, Paper] | None) -> dict
             entries[paper_id] = _entry(paper_id, tuple(getattr(paper, f) for f in PAPER_FIELDS))
     missing = paper_ids - entries.keys()
     if missing:
-        for paper_id, *values in Paper.objects.filter(pk__in=missing).values_list(
+        for paper_id, *values in Paper.objects.filter(pk__any=list(missing)).values_list(
             "id", *PAPER_FIELDS
         ):
             entries[paper_id] = _entry(paper_id, tuple(values))

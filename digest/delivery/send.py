@@ -69,8 +69,8 @@ def _windows(subscriber_ids: list[int], exclude: list[int]) -> dict[int, datetim
     one does not count: it did not reach them (see ``_fail``). Retention keeps the
     digest this finds (``retention.WINDOW_STARTS``)."""
     previous = (
-        Digest.objects.filter(subscriber_id__in=subscriber_ids)
-        .exclude(pk__in=exclude)
+        Digest.objects.filter(subscriber_id__any=subscriber_ids)
+        .exclude(pk__any=exclude)
         .exclude(state__in=(Digest.State.PENDING, Digest.State.FAILED))
         .values("subscriber_id")
         .annotate(last=Max("created_at"))
@@ -216,7 +216,7 @@ class Storing:
         # the digest has no items at all: another run of the same chunk may have stored them.
         empty = [d.pk for d in self.fresh if d.pk not in items]
         if empty:
-            Digest.objects.filter(pk__in=empty, state=Digest.State.PENDING).exclude(
+            Digest.objects.filter(pk__any=empty, state=Digest.State.PENDING).exclude(
                 Exists(DigestItem.objects.filter(digest=OuterRef("pk")))
             ).update(state=Digest.State.SKIPPED, error="no new paper matched")
         as_ranked = {pk for pk, kept in items.items() if len(kept) == len(self.ranked[pk])}
@@ -526,7 +526,7 @@ def send_all(ready: list[Digest], contents: list[DigestContent], smtp: Any) -> C
 
 
 def _pending(ids: list[int]) -> QuerySet[Digest]:
-    return Digest.objects.filter(pk__in=ids, state=Digest.State.PENDING)
+    return Digest.objects.filter(pk__any=ids, state=Digest.State.PENDING)
 
 
 def _share_subscribers(digests: list[Digest]) -> None:
