@@ -947,3 +947,25 @@ def test_papers_of_a_digest_refused_for_good_go_into_the_next_one(
     assert all(title in mails["gone@example.org"] for title in held | {NEXT_DAY_PAPER})
     assert NEXT_DAY_PAPER in mails["fine@example.org"]
     assert not any(title in mails["fine@example.org"] for title in held)
+
+
+def test_a_chunk_reuses_the_candidates_read_for_the_last_one_only_while_they_are_the_same() -> None:
+    """On PostgreSQL the server hashes what would be read and the last chunk's papers are used
+    again while the hash is the same; any change to a paper (even one that bypasses the ORM's
+    timestamps) or to the set reads them afresh. Elsewhere they are read every time."""
+    day = date(2026, 11, 29)
+    papers = PaperFactory.create_batch(3, listing_date=day, first_seen=NOON - timedelta(hours=4))
+    windows: dict[int, datetime | None] = {1: None}
+    first = send._candidates(windows, day)
+    again = send._candidates(windows, day)
+    assert [p.pk for p in again] == [p.pk for p in papers]
+    assert (again is first) is (connection.vendor == "postgresql")
+    Paper.objects.filter(pk=papers[1].pk).update(title="An edited title")
+    edited = send._candidates(windows, day)
+    assert edited is not first and edited[1].title == "An edited title"
+    Paper.objects.filter(pk=papers[2].pk).update(upvotes=99)
+    assert send._candidates(windows, day)[2].upvotes == 99
+    added = PaperFactory(listing_date=day)
+    assert [p.pk for p in send._candidates(windows, day)] == [*(p.pk for p in papers), added.pk]
+    since = {1: NOON - timedelta(days=1)}  # a later digest: the papers first seen since
+    assert [p.pk for p in send._candidates(since, day)] == [p.pk for p in papers]
