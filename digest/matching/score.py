@@ -250,20 +250,26 @@ class Matcher:
         if self.semantic is not None:
             compiled.lexical_topics = topics
             similarity = self.semantic.topic_similarity(compiled.topic_label)
-            unclipped = self._hybrid(topics, similarity, need, clip_low=False)
-            return self._hybrid(topics, similarity, need), unclipped
+            return self._hybrid(topics, similarity, need)
         return topics, None
 
     def _hybrid(
-        self, lexical: np.ndarray, similarity: np.ndarray, need: np.ndarray, clip_low: bool = True
-    ) -> np.ndarray:
+        self, lexical: np.ndarray, similarity: np.ndarray, need: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The hybrid scores, and the same with the semantic part not clipped at zero: one
+        rescale serves both (clipping at zero is the only difference)."""
         from digest.matching.semantic import rescale
 
         weight = self.semantic_weight
-        meaning = rescale(similarity, clip_low=clip_low)
-        hybrid = (1 - weight) * np.minimum(lexical, 1.0) + weight * meaning
-        hybrid[(need[:, None] > 0) & (lexical == 0)] = 0.0  # a missing phrase still excludes
-        return hybrid.astype(np.float32)
+        words = (1 - weight) * np.minimum(lexical, 1.0)
+        open_meaning = rescale(similarity, clip_low=False)
+        missing = (need[:, None] > 0) & (lexical == 0)  # a missing phrase still excludes
+        results = []
+        for meaning in (np.maximum(open_meaning, 0.0), open_meaning):
+            hybrid = words + weight * meaning
+            hybrid[missing] = 0.0
+            results.append(hybrid.astype(np.float32))
+        return results[0], results[1]
 
     def score(self, profiles: Sequence[Profile]) -> tuple[np.ndarray, np.ndarray, _Compiled]:
         """(profiles x papers) final scores (EXCLUDED where an exclusion hits), the topic
