@@ -257,19 +257,22 @@ class Matcher:
         self, lexical: np.ndarray, similarity: np.ndarray, need: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """The hybrid scores, and the same with the semantic part not clipped at zero: one
-        rescale serves both (clipping at zero is the only difference)."""
+        rescale serves both (clipping at zero is the only difference), computed in place so
+        that a chunk holds no more (topics x papers) arrays than these two and the words'."""
         from digest.matching.semantic import rescale
 
         weight = self.semantic_weight
-        words = (1 - weight) * np.minimum(lexical, 1.0)
-        open_meaning = rescale(similarity, clip_low=False)
+        words = np.minimum(lexical, 1.0, dtype=np.float32)
+        words *= 1 - weight
+        meaning = rescale(similarity, clip_low=False)
+        meaning *= weight
+        unclipped = words + meaning
+        np.maximum(meaning, 0.0, out=meaning)
+        meaning += words
         missing = (need[:, None] > 0) & (lexical == 0)  # a missing phrase still excludes
-        results = []
-        for meaning in (np.maximum(open_meaning, 0.0), open_meaning):
-            hybrid = words + weight * meaning
-            hybrid[missing] = 0.0
-            results.append(hybrid.astype(np.float32))
-        return results[0], results[1]
+        meaning[missing] = 0.0
+        unclipped[missing] = 0.0
+        return meaning, unclipped
 
     def score(self, profiles: Sequence[Profile]) -> tuple[np.ndarray, np.ndarray, _Compiled]:
         """(profiles x papers) final scores (EXCLUDED where an exclusion hits), the topic
