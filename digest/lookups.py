@@ -22,7 +22,8 @@ class AnyOf(Lookup):  # type: ignore[type-arg]
     prepare_rhs = False
 
     def get_prep_lookup(self) -> Any:
-        return [int(value) for value in self.rhs]
+        # As ``__in``: None matches nothing (a column holding no NULL never equals it).
+        return [int(value) for value in self.rhs if value is not None]
 
     def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
         if connection.vendor != "postgresql":

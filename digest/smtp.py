@@ -28,13 +28,15 @@ from django.core.mail.backends.smtp import EmailBackend as DjangoSMTPBackend
 from django.core.mail.message import EmailMessage, sanitize_address
 
 CRLF = b"\r\n"
+HUNG_UP = (421, b"connection closed")  # what an unanswered command counts as, after a refusal
 
-# An address that ``sanitize_address`` returns unchanged: a dot-atom local part and a domain of
-# lower-case ASCII letters, digits and hyphens (punycode() lowers a domain's letters), no display
-# name. Anything else takes Django's own way.
+# An address that ``sanitize_address`` returns unchanged: a dot-atom local part with nothing the
+# header parser would read as an encoded word ("=?"), and a domain of lower-case ASCII labels of
+# at most 63 characters (longer ones the idna codec refuses), no display name. Anything else
+# takes Django's own way.
 _PLAIN_ADDRESS = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+"
+    r"(?!.*=\?)[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+"
 )
 
 
@@ -97,7 +99,10 @@ class PipeliningSMTP(smtplib.SMTP):
         if data_code == 354 and (mail_reply[0] != 250 or len(refused) == len(recipients)):
             # The server took DATA though there is nothing to deliver: end the empty message.
             self.send(b"." + CRLF)
-            data_code, data_reply = self.getreply()
+            try:
+                data_code, data_reply = self.getreply()
+            except smtplib.SMTPServerDisconnected:
+                data_code, data_reply = HUNG_UP  # the refusal below is what to report
         if mail_reply[0] != 250:
             self._end_transaction(mail_reply[0])
             raise smtplib.SMTPSenderRefused(mail_reply[0], mail_reply[1], from_addr)
@@ -118,17 +123,18 @@ class PipeliningSMTP(smtplib.SMTP):
         return refused
 
     def _replies(self, count: int) -> list[tuple[int, bytes]]:
-        """The replies to ``count`` pipelined commands. A server that said 421 (closing) may
-        hang up before answering the rest: those count as 421 too, so the refusal is raised
-        as ``smtplib`` raises it."""
+        """The replies to ``count`` pipelined commands. A server that refused one (a 421
+        closing down, or a 5xx) may hang up before answering the rest, where ``smtplib``
+        would not have asked them: the rest count as a 421, so the refusal is raised as
+        ``smtplib`` raises it. A hang-up with nothing refused is a disconnection."""
         replies: list[tuple[int, bytes]] = []
         try:
             while len(replies) < count:
                 replies.append(self.getreply())
         except smtplib.SMTPServerDisconnected:
-            if not any(code == 421 for code, _ in replies):
+            if not any(code >= 400 for code, _ in replies):
                 raise
-            replies += [(421, b"connection closed")] * (count - len(replies))
+            replies += [HUNG_UP] * (count - len(replies))
         return replies
 
     def _end_transaction(self, code: int) -> None:

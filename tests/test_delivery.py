@@ -969,3 +969,23 @@ def test_a_chunk_reuses_the_candidates_read_for_the_last_one_only_while_they_are
     assert [p.pk for p in send._candidates(windows, day)] == [*(p.pk for p in papers), added.pk]
     since = {1: NOON - timedelta(days=1)}  # a later digest: the papers first seen since
     assert [p.pk for p in send._candidates(since, day)] == [p.pk for p in papers]
+    Paper.objects.filter(pk=papers[1].pk).update(title=papers[1].title)  # the edit undone
+    assert send._candidates(windows, day)[1].title == papers[1].title
+
+
+def test_the_newest_candidates_are_chosen_the_same_way_among_papers_first_seen_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One ingest gives its papers the same first_seen: the limit keeps the highest ids,
+    whichever way the server reads them, and an edit to a kept one is seen."""
+    monkeypatch.setattr(send, "MAX_CANDIDATES", 3)
+    seen = NOON - timedelta(hours=4)
+    papers = PaperFactory.create_batch(5, first_seen=seen, listing_date=None)
+    since: dict[int, datetime | None] = {1: seen}
+    kept = [p.pk for p in papers[2:]]
+    assert [p.pk for p in send._candidates(since, None)] == kept
+    assert [p.pk for p in send._candidates(since, None)] == kept
+    Paper.objects.filter(pk=papers[0].pk).update(title="Left out by the limit")
+    assert [p.pk for p in send._candidates(since, None)] == kept
+    Paper.objects.filter(pk=papers[3].pk).update(title="Kept and edited")
+    assert send._candidates(since, None)[1].title == "Kept and edited"

@@ -29,9 +29,13 @@ def test_any_finds_what_in_finds_for_keys_and_foreign_keys() -> None:
 
 
 def test_any_of_nothing_matches_nothing_and_excluding_nothing_keeps_everything() -> None:
-    DigestFactory.create_batch(3)
+    digests = DigestFactory.create_batch(3)
     assert not Digest.objects.filter(pk__any=[]).exists()
     assert Digest.objects.exclude(pk__any=[]).count() == 3
+    # None in the list is left out, as __in leaves it out (an unsaved digest's subscriber).
+    assert not Digest.objects.filter(subscriber_id__any=[None]).exists()
+    assert list(Digest.objects.filter(pk__any=[None, digests[0].pk])) == [digests[0]]
+    assert Digest.objects.exclude(pk__any=[None]).count() == 3
 
 
 def test_a_chunk_sized_list_is_one_parameter_on_postgresql() -> None:

@@ -152,13 +152,19 @@ def test_one_refused_recipient_of_several_does_not_stop_the_others(settings: Any
         "jürgen@example.org",
         "a..b@example.org",
         "reader@-bad.example",
+        "=?utf-8?q?abc?=@example.com",
+        "=?us-ascii?q?x?=.y@example.com",
+        "=?utf-8?q?a_b?=@example.com",
+        "a=b?c@example.org",
+        "a@" + "b" * 63 + ".com",
+        "a@" + "b" * 64 + ".com",
     ],
 )
 def test_envelope_addresses_are_what_django_makes_of_them(address: str) -> None:
     try:
         expected = sanitize_address(address, "utf-8")
-    except ValueError:
-        with pytest.raises(ValueError):
+    except (ValueError, UnicodeError) as refused:
+        with pytest.raises(type(refused)):
             envelope_address(address, "utf-8")
         return
     assert envelope_address(address, "utf-8") == expected
@@ -176,22 +182,52 @@ def test_dot_stuffing_is_smtplibs(data: bytes) -> None:
 
 
 class HangsUp(Counting):
-    """Says 421 to MAIL and closes the connection before the rest of the pipelined commands."""
+    """Refuses ``command`` with ``reply`` and closes the connection before answering the rest
+    of the pipelined commands."""
+
+    def __init__(self, command: str, reply: str) -> None:
+        super().__init__()
+        self.command, self.reply = command, reply
+
+    async def hang_up(self, server: Any) -> str:
+        await server.push(self.reply)
+        server.transport.close()
+        return self.reply
 
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
-        await server.push("421 4.3.2 shutting down")
-        server.transport.close()
-        return "421 4.3.2 shutting down"
+        if self.command == "MAIL":
+            return await self.hang_up(server)
+        return await super().handle_MAIL(server, session, envelope, address, options)
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if self.command == "RCPT":
+            return await self.hang_up(server)
+        return await super().handle_RCPT(server, session, envelope, address, options)
 
 
-@pytest.mark.parametrize("handler", [Counting(MAIL="421 4.3.2 shutting down"), HangsUp()])
-def test_a_server_closing_down_is_a_refused_sender_and_a_closed_connection(
-    settings: Any, handler: Counting
+@pytest.mark.parametrize(
+    ("handler", "error", "code"),
+    [
+        (Counting(MAIL="421 4.3.2 shutting down"), smtplib.SMTPSenderRefused, 421),
+        (HangsUp("MAIL", "421 4.3.2 shutting down"), smtplib.SMTPSenderRefused, 421),
+        (HangsUp("MAIL", "550 5.7.1 go away"), smtplib.SMTPSenderRefused, 550),
+        (HangsUp("RCPT", "550 5.1.1 no such user"), smtplib.SMTPRecipientsRefused, 550),
+    ],
+)
+def test_a_refusal_before_the_server_hangs_up_is_raised_as_smtplib_raises_it(
+    settings: Any, handler: Counting, error: type[Exception], code: int
 ) -> None:
+    """A hang-up after a refusal must not turn a refused address (which counts towards
+    suppression) into a mere disconnection (which is retried)."""
     with serving_smtp(settings, handler), get_connection() as connection:
-        with pytest.raises(smtplib.SMTPSenderRefused) as raised:
+        with pytest.raises(error) as raised:
             connection.send_messages([message("reader@example.org")])
-        assert raised.value.smtp_code == 421
+        if isinstance(raised.value, smtplib.SMTPRecipientsRefused):
+            assert raised.value.recipients["reader@example.org"][0] == code
+        else:
+            assert raised.value.smtp_code == code  # type: ignore[attr-defined]
         assert connection.connection.sock is None

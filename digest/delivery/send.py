@@ -88,59 +88,68 @@ _kept_candidates: tuple[str, list[Paper]] | None = None
 def _candidates(windows: dict[int, datetime | None], day: date | None) -> list[Paper]:
     """The papers that may go into these digests, by id. A worker sends chunk after chunk
     against the same papers, and reading them (with their abstracts) took 40 ms a chunk: on
-    PostgreSQL the server first hashes what would be read, and while that is what the previous
-    chunk read, its papers are used again."""
+    PostgreSQL the server first hashes what would be read, and while that is the hash of what
+    the previous chunk read, its papers are used again."""
     global _kept_candidates
     selected = _candidate_querysets(windows, day)
     if not selected:
         return []
-    fingerprint = _fingerprint(selected)
+    if connection.vendor != "postgresql":
+        found: dict[int, Paper] = {}
+        for queryset in selected:
+            for paper in queryset:
+                found.setdefault(paper.pk, paper)
+        return sorted(found.values(), key=lambda p: p.pk)
+    union, params = _union(selected)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {_CANDIDATES_HASH} FROM ({union}) AS c", params)  # noqa: S608
+        (fingerprint,) = cursor.fetchone()
     if fingerprint is not None and _kept_candidates and _kept_candidates[0] == fingerprint:
         return _kept_candidates[1]
-    found: dict[int, Paper] = {}
-    for queryset in selected:
-        for paper in queryset:
-            found.setdefault(paper.pk, paper)
-    papers = sorted(found.values(), key=lambda p: p.pk)
-    _kept_candidates = (fingerprint, papers) if fingerprint is not None else None
+    # Read with the hash of what is read, in one statement (one snapshot): the hash kept is
+    # that of these very papers, whatever changed since the one above.
+    papers = list(
+        Paper.objects.raw(
+            f"WITH c AS ({union}) SELECT c.*, "  # noqa: S608
+            f"(SELECT {_CANDIDATES_HASH} FROM c) AS candidates_hash FROM c ORDER BY c.id",
+            params,
+        )
+    )
+    seen = getattr(papers[0], "candidates_hash", None) if papers else None
+    _kept_candidates = (str(seen), papers) if seen is not None else None
     return papers
+
+
+# Every field read of every candidate, in id order; a row's text form tells NULL from an empty
+# string and quotes what needs it.
+_CANDIDATES_HASH = "md5(string_agg(c::text, chr(30) ORDER BY c.id))"
 
 
 def _candidate_querysets(
     windows: dict[int, datetime | None], day: date | None
 ) -> list[QuerySet[Paper]]:
-    """The papers first seen since the earliest window start, and the latest listing where a
-    digest is someone's first."""
+    """The papers first seen since the earliest window start (the latest ones first, ties in
+    a fixed order, so that the limit always keeps the same ones), and the latest listing
+    where a digest is someone's first."""
     starts = [w for w in windows.values() if w is not None]
     papers = Paper.objects.only(*CANDIDATE_FIELDS)
     selected = []
     if starts:
-        recent = papers.filter(first_seen__gte=min(starts)).order_by("-first_seen")
+        recent = papers.filter(first_seen__gte=min(starts)).order_by("-first_seen", "-id")
         selected.append(recent[:MAX_CANDIDATES])
     if any(w is None for w in windows.values()) and day:
         selected.append(papers.filter(listing_date=day).order_by())
     return selected
 
 
-def _fingerprint(selected: list[QuerySet[Paper]]) -> str | None:
-    """On PostgreSQL, a hash of every field the ``selected`` papers would be read with, made by
-    the server (no text comes over the wire); None elsewhere, or when there are none."""
-    if connection.vendor != "postgresql":
-        return None
+def _union(selected: list[QuerySet[Paper]]) -> tuple[str, list[Any]]:
+    """The SQL that reads every ``CANDIDATE_FIELDS`` of the ``selected`` papers, each once."""
     parts, params = [], []
     for queryset in selected:
         sql, values = queryset.values(*CANDIDATE_FIELDS).query.sql_with_params()
         parts.append(f"({sql})")
         params.extend(values)
-    # A row's text form tells NULL from an empty string and quotes what needs it.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT md5(string_agg(c::text, chr(30) ORDER BY c.id)) "  # noqa: S608
-            f"FROM ({' UNION '.join(parts)}) AS c",
-            params,
-        )
-        (found,) = cursor.fetchone()
-    return str(found) if found is not None else None
+    return " UNION ".join(parts), params
 
 
 def _allowed(
