@@ -173,28 +173,16 @@ def _allowed(
 
 
 def _had(subscriber_ids: list[int], paper_ids: list[int]) -> list[tuple[int, int]]:
-    """The (subscriber, paper) pairs among these that some digest already holds. On PostgreSQL
-    the ids go as two arrays: as IN lists (a chunk's subscribers and a thousand candidates)
-    the query took longer to convert and plan than to run."""
+    """The (subscriber, paper) pairs among these that some digest already holds. The ids go
+    as arrays on PostgreSQL (``__any``): as IN lists (a chunk's subscribers and a thousand
+    candidates) the query took longer to convert and plan than to run."""
     if not subscriber_ids or not paper_ids:
         return []
-    if connection.vendor != "postgresql":
-        return list(
-            DigestItem.objects.filter(subscriber_id__in=subscriber_ids, paper_id__in=paper_ids)
-            .order_by()  # the model's ordering would join and sort the digests for nothing
-            .values_list("subscriber_id", "paper_id")
-        )
-    q = connection.ops.quote_name
-    subscriber, paper = DigestItem.subscriber.field, DigestItem.paper.field
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {q(subscriber.column)}, {q(paper.column)} "  # noqa: S608 (names only)
-            f"FROM {q(DigestItem._meta.db_table)} "
-            f"WHERE {q(subscriber.column)} = ANY({statement.array_parameter(subscriber)}) "
-            f"AND {q(paper.column)} = ANY({statement.array_parameter(paper)})",
-            [subscriber_ids, paper_ids],
-        )
-        return [(int(s), int(p)) for s, p in cursor.fetchall()]
+    return list(
+        DigestItem.objects.filter(subscriber_id__any=subscriber_ids, paper_id__any=paper_ids)
+        .order_by()  # the model's ordering would join and sort the digests for nothing
+        .values_list("subscriber_id", "paper_id")
+    )
 
 
 def _profile(subscriber: Subscriber) -> Profile:
